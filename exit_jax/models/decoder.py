@@ -1,0 +1,215 @@
+"""The policy: one Flax NNX decoder for the Llama 3.x and Qwen2 / Qwen2.5 families.
+
+RMSNorm, rotary embeddings (default / linear / llama3 scaling), grouped-query attention, SwiGLU MLP, optional q/k/v
+bias, tied or untied embeddings. Parameters are stored in ``param_dtype`` (f32 by default) and cast to
+``compute_dtype`` at use; attention softmax, norms and logits accumulate in f32.
+
+Every parameter carries ``logical_axes`` metadata (see ``exit_jax/sharding.py``). Weight layouts are "einsum style"
+(``q: [embed, heads, head_dim]``) so heads shard over the tensor axis without reshapes.
+
+Call signature, the same for training and sampling::
+
+    logits, hidden, cache = model(tokens, positions, attention_mask, cache=None, cache_index=None)
+
+``hidden`` is the final-norm hidden state ``[batch, seq, embed]``: the in-model embedding the diversity bonus pools.
+With a ``cache`` (see ``init_cache``), the new keys/values are written at slots ``cache_index .. cache_index+seq`` and
+queries attend to every valid earlier slot.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from exit_jax.models.config import ModelConfig
+from exit_jax.sharding import constrain
+
+Cache = dict[str, Any]
+_MASK_VALUE = -1e30  # finite, so fully masked (padding) queries give a uniform row instead of NaN
+
+
+def _param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str, ...], dtype: str,
+           init: str = "normal") -> nnx.Param:
+    if init == "ones":
+        value = jnp.ones(shape, dtype)
+    elif init == "zeros":
+        value = jnp.zeros(shape, dtype)
+    else:
+        value = (0.02 * jax.random.normal(rngs.params(), shape, jnp.float32)).astype(dtype)
+    return nnx.Param(value, logical_axes=axes)
+
+
+class RMSNorm(nnx.Module):
+    def __init__(self, dim: int, eps: float, dtype: str, rngs: nnx.Rngs):
+        self.scale = _param(rngs, (dim,), ("norm",), dtype, init="ones")
+        self.eps = eps
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return (self.scale.get_value().astype(jnp.float32) * normed.astype(x.dtype).astype(jnp.float32)
+                ).astype(x.dtype)
+
+
+def rotary(x: jax.Array, positions: jax.Array, inverse_frequencies: jax.Array) -> jax.Array:
+    """Apply rotary embeddings (HF's rotate-half convention) to ``x: [batch, seq, heads, head_dim]``."""
+    freqs = positions.astype(jnp.float32)[..., None] * inverse_frequencies  # [B, T, hd/2]
+    angles = jnp.concatenate([freqs, freqs], axis=-1)[:, :, None, :]
+    cos, sin = jnp.cos(angles), jnp.sin(angles)
+    x32 = x.astype(jnp.float32)
+    half = x.shape[-1] // 2
+    rotated = jnp.concatenate([-x32[..., half:], x32[..., :half]], axis=-1)
+    return (x32 * cos + rotated * sin).astype(x.dtype)
+
+
+class Attention(nnx.Module):
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
+        d, h, k, hd, pd = (config.hidden_size, config.num_heads, config.num_kv_heads,
+                           config.head_dim, config.param_dtype)
+        self.q = _param(rngs, (d, h, hd), ("embed", "heads", "head_dim"), pd)
+        self.k = _param(rngs, (d, k, hd), ("embed", "kv_heads", "head_dim"), pd)
+        self.v = _param(rngs, (d, k, hd), ("embed", "kv_heads", "head_dim"), pd)
+        self.o = _param(rngs, (h, hd, d), ("heads", "head_dim", "embed"), pd)
+        if config.attention_bias:
+            self.q_bias = _param(rngs, (h, hd), ("heads", "head_dim"), pd, init="zeros")
+            self.k_bias = _param(rngs, (k, hd), ("kv_heads", "head_dim"), pd, init="zeros")
+            self.v_bias = _param(rngs, (k, hd), ("kv_heads", "head_dim"), pd, init="zeros")
+        else:
+            self.q_bias = self.k_bias = self.v_bias = None
+        self.num_groups = h // k
+        self.compute_dtype = config.compute_dtype
+
+    def _project(self, x: jax.Array, weight: nnx.Param, bias: nnx.Param | None) -> jax.Array:
+        out = jnp.einsum("btd,dnh->btnh", x, weight.get_value().astype(self.compute_dtype))
+        if bias is not None:
+            out = out + bias.get_value().astype(self.compute_dtype)
+        return out
+
+    def __call__(self, x: jax.Array, positions: jax.Array, key_mask: jax.Array, query_slots: jax.Array,
+                 key_slots: jax.Array, inverse_frequencies: jax.Array,
+                 layer_cache: Cache | None, cache_index: jax.Array | None
+                 ) -> tuple[jax.Array, Cache | None]:
+        q = rotary(self._project(x, self.q, self.q_bias), positions, inverse_frequencies)
+        k = rotary(self._project(x, self.k, self.k_bias), positions, inverse_frequencies)
+        v = self._project(x, self.v, self.v_bias)
+        q = constrain(q, ("batch", "seq", "heads", "head_dim"))
+        if layer_cache is not None:
+            k = jax.lax.dynamic_update_slice_in_dim(layer_cache["k"], k.astype(layer_cache["k"].dtype),
+                                                    cache_index, axis=1)
+            v = jax.lax.dynamic_update_slice_in_dim(layer_cache["v"], v.astype(layer_cache["v"].dtype),
+                                                    cache_index, axis=1)
+            layer_cache = {"k": k, "v": v}
+        batch, seq, heads, head_dim = q.shape
+        kv_heads = k.shape[2]
+        q = q.reshape(batch, seq, kv_heads, self.num_groups, head_dim)
+        scores = jnp.einsum("btkgh,bskh->bkgts", q, k.astype(q.dtype),
+                            preferred_element_type=jnp.float32) * (head_dim ** -0.5)
+        visible = key_mask[:, None, :] & (key_slots[None, None, :] <= query_slots[None, :, None])
+        scores = jnp.where(visible[:, None, None, :, :], scores, _MASK_VALUE)
+        probs = jax.nn.softmax(scores, axis=-1).astype(self.compute_dtype)
+        out = jnp.einsum("bkgts,bskh->btkgh", probs, v.astype(self.compute_dtype))
+        out = out.reshape(batch, seq, heads, head_dim)
+        out = jnp.einsum("btnh,nhd->btd", out, self.o.get_value().astype(self.compute_dtype))
+        return out, layer_cache
+
+
+class MLP(nnx.Module):
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
+        d, f, pd = config.hidden_size, config.intermediate_size, config.param_dtype
+        self.gate = _param(rngs, (d, f), ("embed", "mlp"), pd)
+        self.up = _param(rngs, (d, f), ("embed", "mlp"), pd)
+        self.down = _param(rngs, (f, d), ("mlp", "embed"), pd)
+        self.compute_dtype = config.compute_dtype
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        cd = self.compute_dtype
+        gate = x @ self.gate.get_value().astype(cd)
+        up = x @ self.up.get_value().astype(cd)
+        hidden = constrain(jax.nn.silu(gate) * up, ("batch", "seq", "mlp"))
+        return hidden @ self.down.get_value().astype(cd)
+
+
+class DecoderLayer(nnx.Module):
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
+        self.attn_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, config.param_dtype, rngs)
+        self.attn = Attention(config, rngs)
+        self.mlp_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, config.param_dtype, rngs)
+        self.mlp = MLP(config, rngs)
+
+    def __call__(self, x, positions, key_mask, query_slots, key_slots, inverse_frequencies,
+                 layer_cache, cache_index):
+        attended, layer_cache = self.attn(self.attn_norm(x), positions, key_mask, query_slots, key_slots,
+                                          inverse_frequencies, layer_cache, cache_index)
+        x = x + attended
+        x = x + self.mlp(self.mlp_norm(x))
+        return constrain(x, ("batch", "seq", "act_embed")), layer_cache
+
+
+class Decoder(nnx.Module):
+    """Llama / Qwen2 decoder-only transformer."""
+
+    def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
+        self.config = config
+        pd = config.param_dtype
+        self.embed = _param(rngs, (config.vocab_size, config.hidden_size), ("vocab", "embed"), pd)
+        self.layers = nnx.List([DecoderLayer(config, rngs) for _ in range(config.num_layers)])
+        self.final_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, pd, rngs)
+        self.lm_head = None if config.tie_word_embeddings else _param(
+            rngs, (config.hidden_size, config.vocab_size), ("embed", "vocab"), pd)
+
+    def init_cache(self, batch: int, length: int, dtype: str | None = None) -> Cache:
+        """An empty KV cache for ``length`` slots: per layer ``k, v: [batch, length, kv_heads, head_dim]``."""
+        cfg = self.config
+        dtype = dtype or cfg.compute_dtype
+        shape = (batch, length, cfg.num_kv_heads, cfg.head_dim)
+        return {
+            "layers": [{"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype)}
+                       for _ in range(cfg.num_layers)],
+            "mask": jnp.zeros((batch, length), bool),
+        }
+
+    def __call__(self, tokens: jax.Array, positions: jax.Array, attention_mask: jax.Array,
+                 cache: Cache | None = None, cache_index: jax.Array | int | None = None
+                 ) -> tuple[jax.Array, jax.Array, Cache | None]:
+        """Forward pass.
+
+        Args:
+          tokens: int32 [batch, seq].
+          positions: int32 [batch, seq] rotary positions (position of each token within its own sequence).
+          attention_mask: bool [batch, seq], True for real tokens (padding may be on either side).
+          cache: optional KV cache from ``init_cache``; new keys/values go to slots ``cache_index ..``.
+          cache_index: int32 scalar slot of ``tokens[:, 0]`` in the cache.
+
+        Returns:
+          logits f32 [batch, seq, vocab], final hidden states [batch, seq, embed], and the updated cache.
+        """
+        cd = self.config.compute_dtype
+        attention_mask = attention_mask.astype(bool)
+        x = jnp.take(self.embed.get_value(), tokens, axis=0).astype(cd)
+        x = constrain(x, ("batch", "seq", "act_embed"))
+        seq = tokens.shape[1]
+        if cache is None:
+            key_mask = attention_mask
+            query_slots = key_slots = jnp.arange(seq)
+            cache_index = 0
+        else:
+            cache_index = jnp.asarray(cache_index, jnp.int32)
+            key_mask = jax.lax.dynamic_update_slice_in_dim(cache["mask"], attention_mask, cache_index, axis=1)
+            query_slots = cache_index + jnp.arange(seq)
+            key_slots = jnp.arange(cache["mask"].shape[1])
+        inverse_frequencies = jnp.asarray(self.config.rope_inverse_frequencies())
+        new_layers = []
+        for i, layer in enumerate(self.layers):
+            layer_cache = None if cache is None else cache["layers"][i]
+            x, layer_cache = layer(x, positions, key_mask, query_slots, key_slots, inverse_frequencies,
+                                   layer_cache, cache_index)
+            new_layers.append(layer_cache)
+        hidden = self.final_norm(x)
+        head = (self.embed.get_value().T if self.lm_head is None else self.lm_head.get_value()).astype(cd)
+        logits = jnp.einsum("btd,dv->btv", hidden, head, preferred_element_type=jnp.float32)
+        logits = constrain(logits, ("batch", "seq", "vocab"))
+        new_cache = None if cache is None else {"layers": new_layers, "mask": key_mask}
+        return logits, hidden, new_cache

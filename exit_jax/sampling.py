@@ -1,0 +1,254 @@
+"""KV-cache sampling for GRPO groups: one prefill per prompt, G continuations each, a jitted while-loop decode.
+
+Prompts of different lengths are left-padded to a bucketed length; rotary positions come from each row's own mask, so a
+row's continuation does not depend on the other rows. Randomness is per row: a row's key is derived from
+``(key, row_id, step)``, never from its index in the batch.
+
+Returned log-probs are those of the sampling distribution ``log_softmax(logits / temperature)`` before top-k / top-p
+truncation (the convention the GRPO loss uses for its importance ratios); greedy decoding returns
+``log_softmax(logits)``. The response embedding is the mean of the policy's final hidden states at the positions whose
+logits scored the response tokens: exactly the hidden states of the training forward pass that computes log-probs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
+
+from exit_jax.sharding import BATCH_AXES, batch_sharding, replicated
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingConfig:
+    """How to sample. ``num_samples`` is the GRPO group size G (continuations per prompt)."""
+
+    max_new_tokens: int
+    num_samples: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    greedy: bool = False
+    stop_token_ids: tuple[int, ...] = ()
+    stop_sequences: tuple[tuple[int, ...], ...] = ()  # multi-token stops, as token ids
+    pad_id: int = 0
+    prompt_bucket: int = 16  # prompts are padded to a multiple of this (fewer recompilations)
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
+        if not self.greedy and self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0 (or greedy=True), got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+class SampleOutput(NamedTuple):
+    """Rows are ordered prompt-major: row ``i * G + j`` is sample j of prompt i.
+
+    tokens: int32 [rows, max_new_tokens], ``pad_id`` after the end.
+    lengths: int32 [rows], generated tokens including the stop token.
+    logprobs: f32 [rows, max_new_tokens], 0 after the end.
+    embeddings: f32 [rows, embed], mean final hidden state over the response.
+    truncated: bool [rows], True when max_new_tokens ran out before a stop.
+    prompt_tokens: int32 [rows, prompt_len] (left-padded), prompt_mask: bool [rows, prompt_len].
+    """
+
+    tokens: np.ndarray
+    lengths: np.ndarray
+    logprobs: np.ndarray
+    embeddings: np.ndarray
+    truncated: np.ndarray
+    prompt_tokens: np.ndarray
+    prompt_mask: np.ndarray
+
+
+def filter_logits(logits: jax.Array, top_k: int, top_p: float) -> jax.Array:
+    """Mask (to -inf) tokens outside the top-k and outside the top-p nucleus. ``logits: [rows, vocab]``."""
+    if top_k and top_k < logits.shape[-1]:
+        kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
+        logits = jnp.where(logits < kth, -jnp.inf, logits)
+    if top_p < 1.0:
+        sorted_logits = jnp.sort(logits, axis=-1)[..., ::-1]
+        probs = jax.nn.softmax(sorted_logits, axis=-1)
+        mass_before = jnp.cumsum(probs, axis=-1) - probs
+        keep_sorted = mass_before < top_p
+        threshold = jnp.min(jnp.where(keep_sorted, sorted_logits, jnp.inf), axis=-1, keepdims=True)
+        logits = jnp.where(logits < threshold, -jnp.inf, logits)
+    return logits
+
+
+def _choose(logits: jax.Array, keys: jax.Array, config: SamplingConfig) -> tuple[jax.Array, jax.Array]:
+    """Next token and its log-prob for each row. ``logits: [rows, vocab]``, ``keys: [rows]``."""
+    if config.greedy:
+        token = jnp.argmax(logits, axis=-1)
+        return token, jnp.take_along_axis(jax.nn.log_softmax(logits), token[:, None], -1)[:, 0]
+    scaled = logits / config.temperature
+    filtered = filter_logits(scaled, config.top_k, config.top_p)
+    token = jax.vmap(jax.random.categorical)(keys, filtered)
+    return token, jnp.take_along_axis(jax.nn.log_softmax(scaled), token[:, None], -1)[:, 0]
+
+
+def _row_keys(key: jax.Array, row_ids: jax.Array, step: jax.Array) -> jax.Array:
+    return jax.vmap(lambda r: jax.random.fold_in(jax.random.fold_in(key, r), step))(row_ids)
+
+
+def _stop_table(config: SamplingConfig) -> np.ndarray:
+    """Stop sequences right-aligned in a [num_stops, window] table, -1 = wildcard."""
+    seqs = [tuple(s) for s in config.stop_sequences if s] + [(t,) for t in config.stop_token_ids]
+    if not seqs:
+        return np.full((1, 1), -3, np.int32)  # matches nothing
+    window = max(len(s) for s in seqs)
+    table = np.full((len(seqs), window), -1, np.int32)
+    for i, s in enumerate(seqs):
+        table[i, window - len(s):] = s
+    return table
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "config", "cache_length"))
+def _prefill(graphdef, state, tokens, mask, key, row_ids, *, config: SamplingConfig, cache_length: int):
+    model = nnx.merge(graphdef, state)
+    positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0).astype(jnp.int32)
+    cache = model.init_cache(tokens.shape[0], cache_length)
+    logits, hidden, cache = model(tokens, positions, mask, cache=cache, cache_index=0)
+    group = config.num_samples
+    cache = jax.tree.map(lambda x: jnp.repeat(x, group, axis=0), cache)
+    last_logits = jnp.repeat(logits[:, -1], group, axis=0)
+    last_hidden = jnp.repeat(hidden[:, -1].astype(jnp.float32), group, axis=0)
+    next_position = jnp.repeat(positions[:, -1] + 1, group, axis=0)
+    first, first_logprob = _choose(last_logits, _row_keys(key, row_ids, jnp.int32(0)), config)
+    return cache, first.astype(jnp.int32), first_logprob, last_hidden, next_position
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "config", "prompt_length"),
+                   donate_argnames=("cache",))
+def _decode(graphdef, state, cache, first, first_logprob, first_hidden, next_position, key, row_ids,
+            stop_table, *, config: SamplingConfig, prompt_length: int):
+    model = nnx.merge(graphdef, state)
+    rows, steps = first.shape[0], config.max_new_tokens
+    window = stop_table.shape[1]
+
+    def stopped(recent: jax.Array) -> jax.Array:
+        hit = (recent[:, None, :] == stop_table[None]) | (stop_table[None] == -1)
+        return jnp.any(jnp.all(hit, axis=-1), axis=-1)
+
+    recent = jnp.concatenate([jnp.full((rows, window - 1), -2, jnp.int32), first[:, None]], axis=1)
+    done = stopped(recent)
+    tokens = jnp.full((rows, steps), config.pad_id, jnp.int32).at[:, 0].set(first)
+    logprobs = jnp.zeros((rows, steps), jnp.float32).at[:, 0].set(first_logprob)
+    carry = dict(step=jnp.int32(1), cache=cache, last=first, position=next_position, done=done,
+                 recent=recent, tokens=tokens, logprobs=logprobs, hidden_sum=first_hidden,
+                 lengths=jnp.ones((rows,), jnp.int32))
+
+    def cond(c):
+        return (c["step"] < steps) & ~jnp.all(c["done"])
+
+    def body(c):
+        step = c["step"]
+        logits, hidden, cache = model(c["last"][:, None], c["position"][:, None],
+                                      jnp.ones((rows, 1), bool), cache=c["cache"],
+                                      cache_index=prompt_length + step - 1)
+        token, logprob = _choose(logits[:, 0], _row_keys(key, row_ids, step), config)
+        active = ~c["done"]
+        token = jnp.where(active, token, config.pad_id).astype(jnp.int32)
+        recent = jnp.concatenate([c["recent"][:, 1:], token[:, None]], axis=1)
+        return dict(
+            step=step + 1, cache=cache, last=token, position=c["position"] + 1,
+            done=c["done"] | stopped(recent), recent=recent,
+            tokens=c["tokens"].at[:, step].set(token),
+            logprobs=c["logprobs"].at[:, step].set(jnp.where(active, logprob, 0.0)),
+            hidden_sum=c["hidden_sum"] + jnp.where(active[:, None], hidden[:, 0].astype(jnp.float32), 0.0),
+            lengths=c["lengths"] + active.astype(jnp.int32),
+        )
+
+    out = jax.lax.while_loop(cond, body, carry)
+    embeddings = out["hidden_sum"] / out["lengths"][:, None].astype(jnp.float32)
+    # The final cache is returned so the donated input cache can alias it (no copy of the cache into the loop).
+    return out["tokens"], out["lengths"], out["logprobs"], embeddings, ~out["done"], out["cache"]
+
+
+class Sampler:
+    """Samples from an NNX model kept as (graphdef, state), optionally sharded over a mesh.
+
+    Args:
+      model: the policy (``Decoder``); only its graphdef is kept, the state is passed per call so the sampler always
+        uses the latest trained parameters.
+      mesh: optional (data, fsdp, tensor) mesh; rows are sharded over the data axes.
+      max_length: the context length (prompt + new tokens); defaults to the model's max_position_embeddings.
+    """
+
+    def __init__(self, model: nnx.Module, mesh: Mesh | None = None, max_length: int | None = None):
+        self.graphdef, _ = nnx.split(model)
+        self.mesh = mesh
+        self.max_length = max_length or model.config.max_position_embeddings
+
+    def _row_multiple(self) -> int:
+        if self.mesh is None:
+            return 1
+        return int(np.prod([self.mesh.shape[a] for a in BATCH_AXES]))
+
+    def sample(self, state: nnx.State, prompts: Sequence[Sequence[int]], config: SamplingConfig,
+               key: jax.Array, row_ids: Sequence[int] | None = None) -> SampleOutput:
+        """Sample ``config.num_samples`` continuations of every prompt (token id lists).
+
+        ``row_ids`` (one per output row, default 0..rows-1) seed each row's randomness.
+        """
+        if not prompts:
+            raise ValueError("no prompts to sample from")
+        lengths = [len(p) for p in prompts]
+        if min(lengths) == 0:
+            raise ValueError("empty prompt: every prompt needs at least one token")
+        bucket = config.prompt_bucket
+        prompt_length = -(-max(lengths) // bucket) * bucket
+        if max(lengths) + config.max_new_tokens > self.max_length:
+            worst = int(np.argmax(lengths))
+            raise ValueError(
+                f"prompt {worst} has {lengths[worst]} tokens; with max_new_tokens={config.max_new_tokens} it "
+                f"exceeds the context length {self.max_length}. Shorten the prompt or lower max_new_tokens.")
+        prompt_length = min(prompt_length, self.max_length - config.max_new_tokens)
+        group = config.num_samples
+        multiple = self._row_multiple()
+        padded_prompts = -(-len(prompts) // multiple) * multiple
+        tokens = np.full((padded_prompts, prompt_length), config.pad_id, np.int32)
+        mask = np.zeros((padded_prompts, prompt_length), bool)
+        for i, p in enumerate(prompts):
+            tokens[i, prompt_length - len(p):] = p
+            mask[i, prompt_length - len(p):] = True
+        tokens[len(prompts):, -1] = config.pad_id  # padding prompts: one dummy token
+        mask[len(prompts):, -1] = True
+        rows = padded_prompts * group
+        ids = np.arange(rows, dtype=np.int32)
+        if row_ids is not None:
+            if len(row_ids) != len(prompts) * group:
+                raise ValueError(f"row_ids has {len(row_ids)} entries, expected {len(prompts) * group}")
+            ids[: len(row_ids)] = np.asarray(row_ids, np.int32)
+        stop_table = _stop_table(config)
+        args = (tokens, mask, ids)
+        if self.mesh is not None:
+            args = (jax.device_put(tokens, batch_sharding(self.mesh)),
+                    jax.device_put(mask, batch_sharding(self.mesh)),
+                    jax.device_put(ids, batch_sharding(self.mesh, 1)))
+            key = jax.device_put(key, replicated(self.mesh))
+        context = jax.set_mesh(self.mesh) if self.mesh is not None else contextlib.nullcontext()
+        with context:
+            cache, first, first_lp, first_hidden, next_pos = _prefill(
+                self.graphdef, state, args[0], args[1], key, args[2], config=config,
+                cache_length=prompt_length + config.max_new_tokens)
+            out = _decode(self.graphdef, state, cache, first, first_lp, first_hidden, next_pos, key,
+                          args[2], jnp.asarray(stop_table), config=config, prompt_length=prompt_length)
+        out = [np.asarray(jax.device_get(x)) for x in out[:5]]
+        keep = len(prompts) * group
+        new_tokens, new_lengths, logprobs, embeddings, truncated = (x[:keep] for x in out)
+        return SampleOutput(new_tokens, new_lengths, logprobs, embeddings, truncated,
+                            np.repeat(tokens[: len(prompts)], group, axis=0),
+                            np.repeat(mask[: len(prompts)], group, axis=0))

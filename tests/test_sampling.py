@@ -1,0 +1,122 @@
+"""The KV-cache sampler against a teacher-forced full forward pass (the independent reference)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from exit_jax.models.config import ModelConfig
+from exit_jax.models.decoder import Decoder
+from exit_jax.sampling import Sampler, SamplingConfig, filter_logits
+from exit_jax.sharding import make_mesh, shard_state
+
+CONFIG = ModelConfig(vocab_size=96, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
+                     intermediate_size=96, max_position_embeddings=128, attention_bias=True)
+PROMPTS = [[5, 6, 7], [11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28], [9]]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return Decoder(CONFIG, nnx.Rngs(0))
+
+
+def _teacher_forced(model, prompt, continuation):
+    seq = list(prompt) + list(continuation)
+    n = len(seq)
+    logits, hidden, _ = model(jnp.asarray([seq]), jnp.arange(n)[None], jnp.ones((1, n), bool))
+    start = len(prompt) - 1
+    return np.asarray(logits[0, start:start + len(continuation)]), np.asarray(
+        hidden[0, start:start + len(continuation)])
+
+
+def test_logprobs_and_embeddings_equal_teacher_forcing(model):
+    sampler = Sampler(model)
+    config = SamplingConfig(max_new_tokens=10, num_samples=3, temperature=0.7)
+    out = sampler.sample(nnx.state(model), PROMPTS, config, jax.random.key(1))
+    assert out.tokens.shape == (9, 10)
+    for row in range(9):
+        prompt = PROMPTS[row // 3]
+        logits, hidden = _teacher_forced(model, prompt, out.tokens[row])
+        expected = jax.nn.log_softmax(logits / 0.7)[np.arange(10), out.tokens[row]]
+        np.testing.assert_allclose(out.logprobs[row], expected, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(out.embeddings[row], hidden.mean(0), atol=1e-4, rtol=0)
+
+
+def test_greedy_equals_full_forward_argmax(model):
+    sampler = Sampler(model)
+    out = sampler.sample(nnx.state(model), PROMPTS, SamplingConfig(max_new_tokens=8, greedy=True),
+                         jax.random.key(0))
+    for row, prompt in enumerate(PROMPTS):
+        seq = list(prompt)
+        for _ in range(8):  # reference: re-run the whole sequence each step, no cache
+            logits, _, _ = model(jnp.asarray([seq]), jnp.arange(len(seq))[None], jnp.ones((1, len(seq)), bool))
+            seq.append(int(jnp.argmax(logits[0, -1])))
+        assert out.tokens[row].tolist() == seq[len(prompt):]
+
+
+def test_row_independent_of_other_prompt_lengths(model):
+    sampler = Sampler(model)
+    config = SamplingConfig(max_new_tokens=8, num_samples=2)
+    target = [40, 41, 42, 43]
+    a = sampler.sample(nnx.state(model), [target, [1, 2]], config, jax.random.key(5), row_ids=[0, 1, 2, 3])
+    b = sampler.sample(nnx.state(model), [target, list(range(30, 60))], config, jax.random.key(5),
+                       row_ids=[0, 1, 2, 3])
+    np.testing.assert_array_equal(a.tokens[:2], b.tokens[:2])
+    np.testing.assert_allclose(a.logprobs[:2], b.logprobs[:2], atol=1e-5)
+
+
+def test_one_device_and_mesh_give_same_tokens(model):
+    config = SamplingConfig(max_new_tokens=8, num_samples=2, temperature=1.0)
+    single = Sampler(model).sample(nnx.state(model), PROMPTS, config, jax.random.key(2))
+    mesh = make_mesh(1, 2, 4)
+    sharded_state = shard_state(nnx.state(model), mesh)
+    multi = Sampler(model, mesh=mesh).sample(sharded_state, PROMPTS, config, jax.random.key(2))
+    np.testing.assert_array_equal(single.tokens, multi.tokens)
+    np.testing.assert_allclose(single.logprobs, multi.logprobs, atol=1e-5)
+
+
+def test_stop_tokens_and_multi_token_stop_sequences(model):
+    sampler = Sampler(model)
+    free = sampler.sample(nnx.state(model), PROMPTS, SamplingConfig(max_new_tokens=8, greedy=True),
+                          jax.random.key(0))
+    row = free.tokens[1]
+    stop_token = int(row[3])
+    first_hit = row.tolist().index(stop_token)
+    out = sampler.sample(nnx.state(model), PROMPTS,
+                         SamplingConfig(max_new_tokens=8, greedy=True, stop_token_ids=(stop_token,), pad_id=0),
+                         jax.random.key(0))
+    assert out.lengths[1] == first_hit + 1 and not out.truncated[1]
+    assert out.tokens[1, : first_hit + 1].tolist() == row[: first_hit + 1].tolist()
+    assert (out.tokens[1, first_hit + 1:] == 0).all() and (out.logprobs[1, first_hit + 1:] == 0).all()
+    pair = (int(row[4]), int(row[5]))
+    out = sampler.sample(nnx.state(model), PROMPTS,
+                         SamplingConfig(max_new_tokens=8, greedy=True, stop_sequences=(pair,)), jax.random.key(0))
+    seq = row.tolist()
+    expected_end = next(i for i in range(1, 8) if (seq[i - 1], seq[i]) == pair) + 1
+    assert out.lengths[1] == expected_end
+    assert free.truncated.all() or free.lengths.max() == 8
+
+
+def test_filter_logits_matches_numpy():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4, 20)).astype(np.float32)
+    got = np.asarray(filter_logits(jnp.asarray(logits), top_k=5, top_p=1.0))
+    for r in range(4):
+        keep = np.argsort(-logits[r])[:5]
+        assert set(np.flatnonzero(np.isfinite(got[r]))) == set(keep)
+    got = np.asarray(filter_logits(jnp.asarray(logits), top_k=0, top_p=0.6))
+    for r in range(4):
+        order = np.argsort(-logits[r])
+        probs = np.exp(logits[r][order] - logits[r].max())
+        probs /= probs.sum()
+        n_keep = int(np.searchsorted(np.cumsum(probs), 0.6) + 1)  # smallest prefix with mass >= 0.6
+        assert set(np.flatnonzero(np.isfinite(got[r]))) == set(order[:n_keep])
+
+
+def test_prompt_longer_than_context_is_a_clear_error(model):
+    sampler = Sampler(model)
+    with pytest.raises(ValueError, match="prompt 1 has 125 tokens.*context length 128"):
+        sampler.sample(nnx.state(model), [[1, 2], [3] * 125], SamplingConfig(max_new_tokens=8), jax.random.key(0))
+    with pytest.raises(ValueError, match="empty prompt"):
+        sampler.sample(nnx.state(model), [[]], SamplingConfig(max_new_tokens=8), jax.random.key(0))
