@@ -1,0 +1,161 @@
+"""The built-in competition set: definitions, the fixed train / held-out split, and the on-first-use cache.
+
+Competitions are built from ``datasets.py`` into ``$EXIT_JAX_CACHE/mle/v<version>`` (default
+``~/.cache/exit_jax/mle/v<version>``) the first time they are asked for; nothing large is committed. Splits are
+deterministic (seeded, stratified for classification). The normalisation range follows the paper's Table 3 idea:
+``worst`` is the constant-prediction baseline on the test set (train mean, class priors, majority class, AUC 0.5),
+``best`` a fixed target set a little beyond the best of a reference sweep of compact specs (docs/mle.md), so a
+good solution lands near but rarely at 1 and the range does not depend on the policy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import os
+import shutil
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from exit_jax.domains.mle import datasets
+from exit_jax.domains.mle.competition import Competition, compute_metric, load_competition, write_competition
+
+CACHE_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class BuiltinSpec:
+    name: str
+    make: Callable
+    metric: str
+    task: str
+    test_size: float
+    best: float
+    split: str
+    brief: str
+
+
+BUILTINS: tuple[BuiltinSpec, ...] = (
+    BuiltinSpec("friedman1-rmse", datasets.make_friedman1, "rmse", "regression", 0.4, 1.5, "train",
+                "Predict a smooth nonlinear response of 10 features (5 relevant); 10% of three columns missing."),
+    BuiltinSpec("hastie-auc", datasets.make_hastie, "auc", "binary", 0.5, 1.0, "train",
+                "Predict a binary label from 10 standard normal features."),
+    BuiltinSpec("synth3-logloss", datasets.make_synth3, "logloss", "multiclass", 0.4, 0.45, "train",
+                "Predict one of three colours from 20 numeric features, several redundant or noisy."),
+    BuiltinSpec("moons-acc", datasets.make_moons, "accuracy", "binary", 0.4, 0.915, "train",
+                "Predict a binary class from 12 numeric features on very different scales."),
+    BuiltinSpec("star98-rmse", datasets.make_star98, "rmse", "regression", 0.4, 0.085, "train",
+                "Predict the share of students above the national maths median in California school districts."),
+    BuiltinSpec("grunfeld-rmse", datasets.make_grunfeld, "rmse", "regression", 0.4, 40.0, "train",
+                "Predict a firm's yearly gross investment from its market value, capital stock, name and year."),
+    BuiltinSpec("fair-logloss", datasets.make_fair, "logloss", "multiclass", 0.4, 0.72, "train",
+                "Predict time spent in extramarital affairs (none / some / many) from a 1974 survey."),
+    BuiltinSpec("anes96-logloss", datasets.make_anes96, "logloss", "multiclass", 0.37, 0.56, "train",
+                "Predict party identification (dem / ind / rep) from a 1996 US election survey."),
+    BuiltinSpec("digits-logloss", datasets.make_digits, "logloss", "multiclass", 0.39, 0.15, "train",
+                "Classify 8x8 handwritten digits when a quarter of the pixels are missing."),
+    BuiltinSpec("housing-rmse", datasets.make_housing, "rmse", "regression", 0.4, 45.0, "train",
+                "Predict house prices (thousands) from area, rooms, age, distance, district, condition, heating."),
+    BuiltinSpec("churn-auc", datasets.make_churn, "auc", "binary", 0.4, 0.72, "train",
+                "Predict which telecom customers churn from contract, usage and support data."),
+    BuiltinSpec("friedman3-rmse", datasets.make_friedman3, "rmse", "regression", 0.4, 0.1, "heldout",
+                "Predict the phase angle of an electrical circuit from its components plus auxiliary readings."),
+    BuiltinSpec("circles-auc", datasets.make_circles, "auc", "binary", 0.4, 1.0, "heldout",
+                "Predict a binary class from 8 numeric features on very different scales."),
+    BuiltinSpec("credit-logloss", datasets.make_credit, "logloss", "multiclass", 0.4, 0.42, "heldout",
+                "Predict a borrower's credit grade (A / B / C) from income, debt, age and categorical data."),
+)
+BUILTIN_BY_NAME = {spec.name: spec for spec in BUILTINS}
+
+
+def cache_root() -> Path:
+    base = os.environ.get("EXIT_JAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "exit_jax")
+    return Path(base) / "mle" / f"v{CACHE_VERSION}"
+
+
+def builtin_names(split: str | None = None) -> list[str]:
+    """Competition names of a split ("train" / "heldout"), or all when split is None."""
+    if split not in (None, "train", "heldout"):
+        raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+    return [s.name for s in BUILTINS if split is None or s.split == split]
+
+
+def constant_baseline(metric: str, y_train: pd.Series, y_test: pd.Series, classes: list[str]) -> float:
+    """The metric of the best constant prediction chosen from train alone (the normalisation's worst)."""
+    if metric == "rmse":
+        return float(np.sqrt(np.mean((y_test.to_numpy(float) - y_train.mean()) ** 2)))
+    if metric == "auc":
+        return 0.5
+    if metric == "accuracy":
+        return float(np.mean(y_test.astype(str) == str(y_train.astype(str).mode()[0])))
+    priors = y_train.astype(str).value_counts(normalize=True)
+    truth = pd.DataFrame({c: (y_test.astype(str) == c).astype(float) for c in classes})
+    guess = pd.DataFrame({c: np.full(len(y_test), priors.get(c, 1e-3)) for c in classes})
+    return compute_metric("logloss", truth, guess)
+
+
+def _build(spec: BuiltinSpec, out_root: Path) -> Competition:
+    rng = np.random.RandomState(zlib.crc32(spec.name.encode()))
+    features, target = spec.make(rng)
+    stratify = target if spec.task != "regression" else None
+    x_train, x_test, y_train, y_test = train_test_split(features, target, test_size=spec.test_size,
+                                                        random_state=0, stratify=stratify)
+    ids = np.arange(len(features))
+    train = pd.concat([pd.DataFrame({"id": ids[: len(x_train)]}), x_train.reset_index(drop=True)], axis=1)
+    train["target"] = y_train.to_numpy()
+    test = pd.concat([pd.DataFrame({"id": ids[len(x_train):]}), x_test.reset_index(drop=True)], axis=1)
+    if spec.metric == "logloss":
+        classes = sorted(target.astype(str).unique())
+        answers = pd.DataFrame({"id": test["id"]})
+        for c in classes:
+            answers[c] = (y_test.astype(str).to_numpy() == c).astype(int)
+        sample = answers.copy()
+        sample[classes] = 1.0 / len(classes)
+    else:
+        classes = ["target"]
+        answers = pd.DataFrame({"id": test["id"], "target": y_test.to_numpy()})
+        sample = answers.copy()
+        sample["target"] = y_train.mode()[0] if spec.metric == "accuracy" else (
+            0.5 if spec.metric == "auc" else float(y_train.mean()))
+    worst = constant_baseline(spec.metric, y_train, y_test, classes)
+    kind = {"rmse": "a root-mean-squared error", "auc": "the area under the ROC curve",
+            "accuracy": "accuracy", "logloss": "multiclass log-loss"}[spec.metric]
+    columns = ", ".join(classes)
+    description = (
+        f"# {spec.name}\n\n{spec.brief}\n\n## Data\n- `train.csv`: {len(train)} rows; an `id`, the features and "
+        f"the `target` column.\n- `test.csv`: {len(test)} rows, the same without `target`.\n"
+        f"- `sample_submission.csv`: the required format: `id`, {columns}.\n\n## Evaluation\n"
+        f"Submissions are scored by {kind} on the test rows."
+        + (" Give one probability per class." if spec.metric == "logloss" else "")
+        + (" Give a score or probability for class 1." if spec.metric == "auc" else "") + "\n"
+    )
+    meta = {"metric": spec.metric, "worst": worst, "best": spec.best, "id_column": "id",
+            "target_columns": classes, "task": spec.task, "split": spec.split}
+    return write_competition(out_root, spec.name, description, train, test, answers, sample, meta)
+
+
+def get_competition(name: str, root: Path | None = None) -> Competition:
+    """A built-in competition, building it into the cache on first use (safe across processes)."""
+    if name not in BUILTIN_BY_NAME:
+        raise KeyError(f"unknown competition {name!r}; built-ins: {', '.join(BUILTIN_BY_NAME)}")
+    root = Path(root) if root is not None else cache_root()
+    target = root / name
+    if (target / "competition.json").exists():
+        return load_competition(target)
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o700)  # the answers' directory tree is owner-only
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "competition.json").exists():
+            staging = root / f".{name}.building"
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir()
+            _build(BUILTIN_BY_NAME[name], staging)
+            os.replace(staging / name, target)
+            shutil.rmtree(staging, ignore_errors=True)
+    return load_competition(target)

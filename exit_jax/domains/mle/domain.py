@@ -1,0 +1,174 @@
+"""The MLE domain: competitions as tasks, solutions (python or compact spec) graded in the sandbox.
+
+Implements ``exit_jax.types.Domain``. Rewards follow the paper (notes §1.4): improve steps get
+r_imp = max(0, (r_k - r_{k-1}) / (1 - r_{k-1})) of normalised scores; base, diverge and debug steps (the previous
+iterate crashed) get the normalised score. A response that is not parseable (no python fence, a bad spec) is invalid
+with reward 0. The child instance carries the response, its own printed output as feedback (or the crash trace, which
+makes the child a debug step) and the normalised score for the next r_imp, which stays out of prompts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from exit_jax.domains.mle import builtin, prompts, spec
+from exit_jax.domains.mle.competition import Competition, load_competition
+from exit_jax.domains.mle.grading import Evaluator, SolutionResult
+from exit_jax.domains.mle.sandbox import Sandbox, SandboxLimits
+from exit_jax.types import Episode, Grade, Instance, Message, PolicyFn, improvement_reward, single_turn_rollout
+
+FORMATS = ("python", "compact")
+
+
+@dataclasses.dataclass(frozen=True)
+class MLEConfig:
+    """Domain configuration.
+
+    Attributes:
+      solution_format: "python" (solution.py in a ```python fence) or "compact" (one-line spec).
+      limits: sandbox limits per solution.
+      workers: sandbox pool size (None: the number of cores).
+      extra_competitions: directories of prepared competitions (``competition.json`` layout) added to the set.
+      feedback_chars: how much of a run's output the next prompt shows.
+    """
+
+    solution_format: str = "python"
+    limits: SandboxLimits = SandboxLimits()
+    workers: int | None = None
+    extra_competitions: tuple[str, ...] = ()
+    feedback_chars: int = 2000
+
+    def __post_init__(self) -> None:
+        if self.solution_format not in FORMATS:
+            raise ValueError(f"MLEConfig.solution_format must be one of {FORMATS}, got {self.solution_format!r}")
+
+
+def solution_code(response: str, competition: Competition, solution_format: str) -> str:
+    """The solution.py source of a response.
+
+    Raises:
+      ValueError (``spec.SpecError`` for compact specs): nothing runnable in the response.
+    """
+    if solution_format == "python":
+        code = prompts.extract_python(response)
+        if code is None or not code.strip():
+            raise ValueError("no ```python fenced code in the response")
+        return code
+    parsed = spec.parse_spec(spec.extract_spec(response))
+    return spec.compile_spec(parsed, competition.metric, competition.task, competition.id_column,
+                             competition.target_columns)
+
+
+def validation_is_better(metric: str, candidate: float, incumbent: float) -> bool:
+    """Whether a validation score beats another under the metric's direction."""
+    return candidate > incumbent if metric in ("auc", "accuracy") else candidate < incumbent
+
+
+class MLEDomain:
+    """Kaggle-style competitions graded by running the solution in the sandbox."""
+
+    name = "mle"
+    multi_turn = False
+
+    def __init__(self, config: MLEConfig | None = None, sandbox: Sandbox | None = None):
+        self.config = config or MLEConfig()
+        self._sandbox = sandbox
+        self._evaluator: Evaluator | None = None
+        self._background: ThreadPoolExecutor | None = None
+        self._extra = {c.name: c for c in (load_competition(Path(p)) for p in self.config.extra_competitions)}
+
+    @property
+    def evaluator(self) -> Evaluator:
+        if self._evaluator is None:
+            if self._sandbox is None:
+                self._sandbox = Sandbox(workers=self.config.workers, limits=self.config.limits)
+            self._evaluator = Evaluator(self._sandbox)
+        return self._evaluator
+
+    def competition(self, task_id: str) -> Competition:
+        if task_id in self._extra:
+            return self._extra[task_id]
+        return builtin.get_competition(task_id)
+
+    def task_ids(self, split: str) -> list[str]:
+        extra = [c.name for c in self._extra.values() if c.split == split]
+        return builtin.builtin_names(split) + extra
+
+    def base_instance(self, task_id: str) -> Instance:
+        return Instance(task_id=task_id)
+
+    def _previous_solution(self, instance: Instance) -> str | None:
+        if instance.previous_response is None:
+            return None
+        if self.config.solution_format == "python":
+            return prompts.extract_python(instance.previous_response) or instance.previous_response
+        try:
+            return spec.format_spec(spec.parse_spec(spec.extract_spec(instance.previous_response)))
+        except spec.SpecError:
+            return instance.previous_response.strip().splitlines()[0][:200] if instance.previous_response else None
+
+    def render(self, instance: Instance) -> list[Message]:
+        competition = self.competition(instance.task_id)
+        previous = self._previous_solution(instance)
+        if self.config.solution_format == "python":
+            text = prompts.python_prompt(competition, instance.mode, previous, instance.feedback)
+        else:
+            text = prompts.compact_prompt(competition, instance.mode, previous, instance.feedback)
+        return [Message("user", text)]
+
+    def _reward(self, instance: Instance, normalized: float) -> float:
+        if instance.mode == "improve":
+            return improvement_reward(normalized, instance.previous_score or 0.0)
+        return normalized
+
+    def grade(self, instances: Sequence[Instance], responses: Sequence[str]) -> list[Grade]:
+        """Grade responses in parallel on the sandbox pool."""
+        competitions = [self.competition(inst.task_id) for inst in instances]
+        runnable, codes, grades = [], [], [None] * len(instances)
+        for index, (competition, response) in enumerate(zip(competitions, responses, strict=True)):
+            try:
+                codes.append(solution_code(response, competition, self.config.solution_format))
+                runnable.append(index)
+            except ValueError as err:
+                grades[index] = Grade(reward=0.0, score=0.0, valid=False, feedback=f"[unparseable] {err}",
+                                      error="unparseable")
+        results = self.evaluator.evaluate_many([competitions[i] for i in runnable], codes)
+        for index, result in zip(runnable, results, strict=True):
+            grades[index] = self._to_grade(instances[index], result)
+        return grades
+
+    def submit_grade(self, instances: Sequence[Instance], responses: Sequence[str]) -> Future:
+        """Start grading in the background; the trainer collects ``future.result()`` when it needs the rewards."""
+        if self._background is None:
+            self._background = ThreadPoolExecutor(1, thread_name_prefix="mle-grade")
+        return self._background.submit(self.grade, list(instances), list(responses))
+
+    def _to_grade(self, instance: Instance, result: SolutionResult) -> Grade:
+        if self.config.solution_format == "compact":
+            feedback = (f"val={result.validation_score:.4g}" if result.valid and result.validation_score is not None
+                        else f"error={result.error}")
+        else:
+            feedback = result.feedback[-self.config.feedback_chars:]
+        return Grade(
+            reward=self._reward(instance, result.normalized_score), score=result.normalized_score,
+            valid=result.valid, feedback=feedback, error=result.error,
+            info={"raw_score": result.score, "validation_score": result.validation_score,
+                  "runtime_s": result.runtime_s, "isolation": result.isolation})
+
+    def child(self, instance: Instance, response: str, grade: Grade) -> Instance:
+        return Instance(
+            task_id=instance.task_id, iterate=instance.iterate + 1, previous_response=response,
+            feedback=grade.feedback, previous_score=grade.score, mode="improve" if grade.valid else "debug",
+            depth=instance.depth + 1)
+
+    def rollout(self, instances: Sequence[Instance], policy_fn: PolicyFn) -> list[Episode]:
+        return single_turn_rollout(self, instances, policy_fn)
+
+    def close(self) -> None:
+        if self._background is not None:
+            self._background.shutdown(wait=True)
+        if self._sandbox is not None:
+            self._sandbox.close()

@@ -1,0 +1,54 @@
+"""Host-side assembly of a GRPO train batch from sampled prompts and completions (NumPy, at the loop's seam).
+
+Produces the dict documented in ``exit_jax.rl.train_step``: prompt (left-padded) followed by completion
+(right-padded) in one row, rotary positions counted over real tokens only, and a loss mask on the generated tokens.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def completion_batch(prompt_tokens: np.ndarray, prompt_mask: np.ndarray, completion_tokens: np.ndarray,
+                     completion_lengths: np.ndarray, advantages: np.ndarray, *,
+                     truncated: np.ndarray | None = None, old_log_probs: np.ndarray | None = None,
+                     assistant_mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Joins prompts and completions into the train-step batch.
+
+    Args:
+      prompt_tokens: [B, P] int, left-padded; prompt_mask: [B, P] bool.
+      completion_tokens: [B, C] int, right-padded; completion_lengths: [B] number of real completion tokens.
+      advantages: [B] f32.
+      truncated: optional [B] bool (for ``mask_truncated_completions``).
+      old_log_probs: optional [B, C] sampler log-probs of the completion tokens (0 past the end).
+      assistant_mask: optional [B, C] bool restricting the loss to some completion tokens (e.g. assistant turns of
+        a multi-turn history; tool outputs False).
+
+    Returns:
+      dict with tokens / positions [B, P + C] int32, attention_mask / loss_mask [B, P + C] bool, advantages [B] f32,
+      and truncated [B] / old_log_probs [B, P + C] when given.
+    """
+    prompt_tokens = np.asarray(prompt_tokens)
+    batch, prompt_length = prompt_tokens.shape
+    completion_length = completion_tokens.shape[1]
+    generated = np.arange(completion_length)[None, :] < np.asarray(completion_lengths)[:, None]
+    if assistant_mask is not None:
+        generated = generated & np.asarray(assistant_mask, bool)
+    attention_mask = np.concatenate([np.asarray(prompt_mask, bool),
+                                     np.arange(completion_length)[None, :] < np.asarray(completion_lengths)[:, None]],
+                                    axis=1)
+    if not attention_mask[:, :prompt_length].any(axis=1).all():
+        raise ValueError("every row needs at least one prompt token (the first completion token's context)")
+    out = {
+        "tokens": np.concatenate([prompt_tokens, np.asarray(completion_tokens)], axis=1).astype(np.int32),
+        "positions": np.maximum(np.cumsum(attention_mask, axis=1) - 1, 0).astype(np.int32),
+        "attention_mask": attention_mask,
+        "loss_mask": np.concatenate([np.zeros((batch, prompt_length), bool), generated], axis=1),
+        "advantages": np.asarray(advantages, np.float32),
+    }
+    if truncated is not None:
+        out["truncated"] = np.asarray(truncated, bool)
+    if old_log_probs is not None:
+        out["old_log_probs"] = np.concatenate(
+            [np.zeros((batch, prompt_length), np.float32), np.asarray(old_log_probs, np.float32)], axis=1)
+    return out

@@ -1,0 +1,227 @@
+"""The sharded, micro-batched GRPO train step: one jitted function of ``(params, opt_state, rest, batch)``.
+
+The model is kept as ``nnx.split(model, nnx.Param, ...)`` = ``(graphdef, params, rest)``; ``params`` and the optax
+state are donated and come back with the same NamedShardings (FSDP / tensor parallel from the model's logical-axis
+rules, ``exit_jax.sharding``). Inside the step a ``lax.scan`` runs the micro-batches and *sums* their gradients; the
+per-token aggregation weights are computed once on the whole batch beforehand (``losses.aggregation_weights``), so
+the summed gradient equals the full-batch gradient for every loss type. Nothing leaves the device inside the step.
+
+Batch (a dict of arrays, leading dimension = batch, rows of one GRPO group contiguous):
+
+| key | shape, dtype | meaning |
+|---|---|---|
+| ``tokens`` | [B, T] int32 | prompt + completion (any padding side) |
+| ``positions`` | [B, T] int32 | rotary position of each token within its own sequence |
+| ``attention_mask`` | [B, T] bool | True on real tokens |
+| ``loss_mask`` | [B, T] bool | True on trained (assistant / completion) tokens; column 0 must be False |
+| ``advantages`` | [B] f32 | per-sequence advantages (already multiplied by any diversity bonus) |
+| ``old_log_probs`` | [B, T] f32, optional | log-probs of the sampling policy; absent -> current policy (mu = 1) |
+| ``ref_log_probs`` | [B, T] f32, needed iff beta > 0 | reference-policy log-probs |
+| ``truncated`` | [B] bool, optional | completions that hit the length limit (``mask_truncated_completions``) |
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from exit_jax.rl import losses
+
+Batch = dict[str, jax.Array]
+MODEL_INPUTS = ("tokens", "positions", "attention_mask")
+
+
+def mesh_context(mesh: Mesh | None):
+    """``jax.set_mesh(mesh)`` (so the model's activation constraints apply), or a no-op without a mesh."""
+    return jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext()
+
+
+def split_microbatches(x: jax.Array, num_microbatches: int) -> jax.Array:
+    """[B, ...] -> [M, B // M, ...] with row ``i`` in micro-batch ``i % M``.
+
+    Interleaving (rather than contiguous blocks) keeps every micro-batch spread over all data shards: a batch
+    sharded in contiguous blocks over the data axes reshapes to ``[B // M, M]`` without communication.
+    """
+    batch = x.shape[0]
+    if batch % num_microbatches:
+        raise ValueError(f"batch of {batch} rows does not split into {num_microbatches} micro-batches")
+    return jnp.swapaxes(x.reshape(batch // num_microbatches, num_microbatches, *x.shape[1:]), 0, 1)
+
+
+def merge_microbatches(x: jax.Array) -> jax.Array:
+    """Inverse of ``split_microbatches``: [M, B // M, ...] -> [B, ...]."""
+    return jnp.swapaxes(x, 0, 1).reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+
+
+def policy_log_probs(graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State, batch: Batch,
+                     with_entropy: bool = False) -> tuple[jax.Array, jax.Array | None]:
+    """Forward the model and return per-token log-probs [B, T] (and entropies [B, T]) aligned with ``tokens``."""
+    model = nnx.merge(graphdef, params, rest)
+    outputs = model(batch["tokens"], batch["positions"], batch["attention_mask"])
+    logits = outputs[0] if isinstance(outputs, tuple) else outputs
+    return losses.token_log_probs_and_entropy(logits, batch["tokens"], with_entropy)
+
+
+def make_log_prob_fn(graphdef: nnx.GraphDef, num_microbatches: int) -> Callable[..., jax.Array]:
+    """Jitted ``(params, rest, batch) -> log_probs [B, T]`` for old / reference log-probs, micro-batched."""
+
+    def compute(params: nnx.State, rest: nnx.State, batch: Batch) -> jax.Array:
+        inputs = {k: split_microbatches(batch[k], num_microbatches) for k in MODEL_INPUTS}
+        per_micro = jax.lax.map(lambda mb: policy_log_probs(graphdef, params, rest, mb)[0], inputs)
+        return merge_microbatches(per_micro)
+
+    return jax.jit(compute)
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+    """AdamW with linear warmup then a constant or cosine schedule, after global-norm gradient clipping.
+
+    Weight decay applies to matrices only (ndim >= 2), not to norm scales or biases, as in HF's trainer.
+    """
+    lr = config.learning_rate
+    warmup = int(config.warmup_steps)
+    if config.lr_schedule == "cosine":
+        schedule = optax.warmup_cosine_decay_schedule(0.0, lr, max(warmup, 1) if warmup else 0,
+                                                      int(config.num_train_steps), end_value=0.0)
+    elif warmup:
+        schedule = optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), optax.constant_schedule(lr)],
+                                        [warmup])
+    else:
+        schedule = optax.constant_schedule(lr)
+    chain = []
+    if config.max_grad_norm:
+        chain.append(optax.clip_by_global_norm(config.max_grad_norm))
+    chain.append(optax.adamw(schedule, b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps,
+                             weight_decay=config.weight_decay,
+                             mask=lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)))
+    return optax.chain(*chain)
+
+
+def _objective_options(config) -> dict[str, Any]:
+    return dict(epsilon=config.epsilon, epsilon_high=config.epsilon_high,
+                importance_sampling_level=config.importance_sampling_level, beta=config.beta)
+
+
+def make_loss_and_grad_fn(graphdef: nnx.GraphDef, config, num_microbatches: int
+                          ) -> Callable[[nnx.State, nnx.State, Batch], tuple[nnx.State, dict[str, jax.Array]]]:
+    """``(params, rest, batch) -> (summed gradient, metric sums)``: the micro-batched core of the train step.
+
+    Exposed separately so tests can compare the micro-batched gradient with the full-batch one.
+    """
+    options = _objective_options(config)
+    with_entropy = bool(config.compute_entropy)
+
+    def micro_loss(params, rest, micro):
+        log_probs, entropy = policy_log_probs(graphdef, params, rest, micro, with_entropy)
+        old = micro.get("old_log_probs", jax.lax.stop_gradient(log_probs))
+        loss, sums = losses.aggregated_loss(log_probs, old, micro["advantages"], micro["loss_mask"],
+                                            micro["weights"], ref_log_probs=micro.get("ref_log_probs"),
+                                            **options)
+        sums["loss"] = loss
+        mask = micro["loss_mask"].astype(jnp.float32)
+        sums["entropy_sum"] = jnp.sum(mask * entropy) if with_entropy else jnp.zeros(())
+        return loss, sums
+
+    def loss_and_grad(params, rest, batch):
+        mask = batch["loss_mask"].astype(bool)
+        if config.mask_truncated_completions and "truncated" in batch:
+            mask = mask & ~batch["truncated"].astype(bool)[:, None]
+        weights = losses.aggregation_weights(mask, config.loss_type,
+                                             max_completion_length=config.max_completion_length,
+                                             num_microbatches=num_microbatches)
+        keys = list(MODEL_INPUTS) + ["advantages", "old_log_probs", "ref_log_probs"]
+        full = {k: batch[k] for k in keys if k in batch and batch[k] is not None}
+        if config.beta > 0 and "ref_log_probs" not in full:
+            raise ValueError("beta > 0 needs batch['ref_log_probs']")
+        full["loss_mask"], full["weights"] = mask, weights
+        micro_batches = {k: split_microbatches(v, num_microbatches) for k, v in full.items()}
+        grad_fn = jax.grad(micro_loss, has_aux=True)
+
+        def body(carry, micro):
+            grad_sum, metric_sum = carry
+            grads, sums = grad_fn(params, rest, micro)
+            return (jax.tree.map(jnp.add, grad_sum, grads), jax.tree.map(jnp.add, metric_sum, sums)), None
+
+        zero_grads = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
+        zero_sums = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                                 jax.eval_shape(lambda: micro_loss(
+                                     params, rest, jax.tree.map(lambda v: v[0], micro_batches))[1]))
+        (grads, sums), _ = jax.lax.scan(body, (zero_grads, zero_sums), micro_batches)
+        grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
+        return grads, sums
+
+    return loss_and_grad
+
+
+def _metrics(sums: dict[str, jax.Array], grad_norm: jax.Array, batch: Batch) -> dict[str, jax.Array]:
+    active = jnp.maximum(sums["active_tokens"], 1.0)
+    advantages = batch["advantages"].astype(jnp.float32)
+    return {
+        "loss": sums["loss"],
+        "kl": sums["kl_sum"] / active,
+        "entropy": sums["entropy_sum"] / active,
+        "clip_ratio/low_mean": sums["clip_low_sum"] / active,
+        "clip_ratio/high_mean": sums["clip_high_sum"] / active,
+        "clip_ratio/region_mean": sums["clip_region_sum"] / active,
+        "importance_ratio/mean": sums["ratio_sum"] / active,
+        "num_tokens": sums["active_tokens"],
+        "grad_norm": grad_norm,
+        "advantages/mean": advantages.mean(),
+        "advantages/std": advantages.std(),
+    }
+
+
+def make_train_step(graphdef: nnx.GraphDef, config, optimizer: optax.GradientTransformation, *,
+                    num_microbatches: int = 1, mesh: Mesh | None = None, params_sharding: Any = None,
+                    opt_state_sharding: Any = None) -> Callable[..., tuple[nnx.State, Any, dict]]:
+    """Builds the jitted GRPO step ``(params, opt_state, rest, batch) -> (params, opt_state, metrics)``.
+
+    Args:
+      graphdef: from ``nnx.split(model, nnx.Param, ...)``.
+      config: a validated GRPO config (``exit_jax.rl.config``).
+      optimizer: usually ``make_optimizer(config)``.
+      num_microbatches: M; the batch must divide into M micro-batches.
+      mesh: the (data, fsdp, tensor) mesh, or None for one device.
+      params_sharding, opt_state_sharding: trees of NamedShardings; outputs keep them (params and opt_state are
+        donated, so they are updated in place).
+
+    Returns:
+      The jitted step. ``metrics`` holds device scalars with TRL-like names (see ``_metrics``).
+    """
+    loss_and_grad = make_loss_and_grad_fn(graphdef, config, num_microbatches)
+
+    def step(params, opt_state, rest, batch):
+        grads, sums = loss_and_grad(params, rest, batch)
+        grad_norm = optax.tree.norm(grads)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        return params, opt_state, _metrics(sums, grad_norm, batch)
+
+    out_shardings = None
+    if mesh is not None and params_sharding is not None and opt_state_sharding is not None:
+        out_shardings = (params_sharding, opt_state_sharding, NamedSharding(mesh, PartitionSpec()))
+    jitted = jax.jit(step, donate_argnums=(0, 1), out_shardings=out_shardings)
+
+    def run(params, opt_state, rest, batch):
+        with mesh_context(mesh):
+            return jitted(params, opt_state, rest, batch)
+
+    run.jitted = jitted
+    return run
+
+
+def make_reference_update(alpha: float) -> Callable[[nnx.State, nnx.State], nnx.State]:
+    """Jitted ``theta_ref <- alpha * theta + (1 - alpha) * theta_ref`` (the reference tree is donated)."""
+
+    def mix(reference: nnx.State, params: nnx.State) -> nnx.State:
+        return jax.tree.map(lambda r, p: (alpha * p.astype(jnp.float32) + (1.0 - alpha) * r.astype(jnp.float32)
+                                          ).astype(r.dtype), reference, params)
+
+    return jax.jit(mix, donate_argnums=(0,))

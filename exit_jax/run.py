@@ -1,0 +1,105 @@
+"""One experiment from start (or resume) to report: warm start, ExIt iterations, evaluations, checkpoints, outputs.
+
+What lands in the workdir: ``metrics.jsonl`` and ``tb/`` (every scalar), ``checkpoints/`` (Orbax, keep-last-N),
+``eval/step_N.json`` (K-step self-improvement results), ``report.md`` + ``plots/``, ``policy/`` (the final policy as a
+HF directory transformers loads) and ``config.json``.
+
+Resume: rerunning the same command in the same workdir restores the latest checkpoint and continues; metrics logged
+after that checkpoint by a killed run are dropped first, so the log continues exactly. SIGTERM (TPU preemption) saves
+a checkpoint at the end of the current iteration and exits cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from exit_jax.metrics import MetricsLogger, Progress
+
+
+def _buffer_snapshot(trainer) -> dict[str, Any] | None:
+    buffer = trainer.buffer
+    if buffer is None or buffer.size == 0:
+        return None
+    n = buffer.size
+    return {"depth": buffer.depths[:n].tolist(), "score": buffer.scores[:n].tolist(),
+            "id": buffer.entry_ids[:n].tolist(), "parent_id": buffer.parent_ids[:n].tolist(),
+            "turn": buffer.turns[:n].tolist()}
+
+
+def _eval_results(workdir: Path) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in sorted((workdir / "eval").glob("step_*.json"))]
+
+
+def run_experiment(config: ml_collections.ConfigDict, workdir: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Train and evaluate ``config`` in ``workdir`` (resuming if it holds this run's checkpoints)."""
+    from exit_jax.report import write_report
+    from exit_jax.trainer import Trainer
+
+    workdir = Path(workdir)
+    trainer = Trainer(config, workdir)  # refuses a workdir holding another experiment before writing anything
+    trainer.install_signal_handlers()
+    resumed = trainer.restore()
+    is_main = jax.process_index() == 0
+    logger = MetricsLogger(workdir, resume_step=trainer.iteration if resumed else None) if is_main else None
+    if not resumed and is_main:
+        (workdir / "config.json").write_text(config.to_json_best_effort(indent=1))
+
+    def log(step: int, scalars: dict[str, float]) -> None:
+        if logger is not None:
+            logger.log(step, scalars)
+
+    train = config.train
+    if not trainer.warm_started:
+        trainer.warm_start(log)
+        if train.eval_every or train.num_iterations == 0:
+            result = trainer.evaluate()
+            log(trainer.iteration, {"eval/score_k0": result["mean"][0], f"eval/score_k{result['K']}":
+                                    result["mean"][-1]})
+        trainer.save(force=True)
+    bar = Progress(train.num_iterations, initial=trainer.iteration,
+                   keys=("reward/mean", "loss", "buffer/size", "batch/replay_fraction")) if (
+        progress and is_main) else None
+    while trainer.iteration < train.num_iterations and not trainer._stop:
+        metrics = trainer.train_iteration()
+        log(trainer.iteration, metrics)
+        if bar is not None:
+            bar.update(trainer.iteration, metrics)
+        done = trainer.iteration == train.num_iterations
+        if train.eval_every and (trainer.iteration % train.eval_every == 0 or done):
+            result = trainer.evaluate()
+            log(trainer.iteration, {"eval/score_k0": result["mean"][0],
+                                    f"eval/score_k{result['K']}": result["mean"][-1],
+                                    "eval/delta_K": result["delta_K"]})
+        if train.checkpoint_every and (trainer.iteration % train.checkpoint_every == 0 or done or trainer._stop):
+            trainer.save()
+    if bar is not None:
+        bar.close()
+    if trainer._stop:
+        trainer.save(force=True)
+        trainer.checkpointer.close()
+        print(f"stopped by SIGTERM at iteration {trainer.iteration}; checkpoint saved in {workdir}", file=sys.stderr)
+        return {"stopped": True, "iteration": trainer.iteration}
+    trainer.checkpointer.close()
+    if not is_main:
+        return {"iteration": trainer.iteration}
+    if not _eval_results(workdir) or _eval_results(workdir)[-1]["step"] != trainer.iteration:
+        trainer.evaluate()
+    logger.close()
+    evals = _eval_results(workdir)
+    report = write_report(workdir, json.loads(config.to_json_best_effort()), logger.history(), evals,
+                          _buffer_snapshot(trainer))
+    if train.export_policy:
+        from exit_jax.models.hf_io import export_hf_model
+
+        export_hf_model(trainer.learner.model(), workdir / "policy", tokenizer=trainer.tokenizer)
+    final = evals[-1]
+    return {"iteration": trainer.iteration, "report": str(report), "final_eval": final,
+            "score_k0": final["mean"][0], "score_kK": final["mean"][-1], "K": final["K"],
+            "mean_score": float(np.mean(final["mean"]))}

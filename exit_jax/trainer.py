@@ -1,0 +1,327 @@
+"""The ExIt training loop: select instances -> sample G rollouts -> grade -> advantages (x diversity) -> GRPO update
+-> buffer update -> metrics, with evaluation, checkpoints and reports at their intervals.
+
+One iteration, in order (every step's randomness comes from keys / generators that live in the checkpoint, so a
+resumed run repeats an uninterrupted one exactly on CPU):
+
+1. ``select_batch`` (process 0, broadcast to the others): P instances, base tasks or buffer replays, each played as
+   base / improve / diverge / debug; one mode per group.
+2. Render every instance, sample G responses per prompt with one shared prefill (``Policy.sample``); multi-turn
+   domains run their own episode loop through a ``PolicyFn`` instead.
+3. The domain grades the P * G responses (the MLE sandbox runs them in parallel worker processes).
+4. Group-relative advantages, multiplied by the diversity coefficients of the pooled in-model embeddings (a
+   ``shard_map`` kernel over the data axes) when the method has the bonus.
+5. ``GRPOLearner.update``: mu jitted, micro-batched, sharded train steps.
+6. ``update_buffer``: the replayed parents' scores are overwritten with their group's fresh learnability S, the
+   children (expansions) enter with the parent's S.
+
+A short supervised warm start (``config.warm_start``) can precede RL when the domain provides demonstrations: it is
+the GRPO step itself with unit advantages, token-mean aggregation and a single epoch, whose gradient at ratio 1 is
+exactly the mean negative log-likelihood gradient of the demonstrations.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from exit_jax.checkpoint import RunCheckpointer
+from exit_jax.curriculum import TaskBuffer, iteration_diagnostics, select_batch, settings_from_config, update_buffer
+from exit_jax.curriculum.diversity import diversity_coefficients
+from exit_jax.curriculum.multihost import broadcast_selection
+from exit_jax.domains.registry import make_domain
+from exit_jax.evaluation import evaluate
+from exit_jax.models.tokenizer import chat_tokens
+from exit_jax.policy import Policy
+from exit_jax.rl.batch import completion_batch
+from exit_jax.rl.learner import GRPOLearner
+from exit_jax.sharding import make_mesh
+from exit_jax.types import Episode, Message
+
+
+def build_model(config: ml_collections.ConfigDict, mesh):
+    """(model, tokenizer) from ``config.model``: the embedded default or a local HF directory."""
+    source = config.model.source
+    dtypes = dict(param_dtype=config.model.param_dtype, compute_dtype=config.model.compute_dtype)
+    if source == "embedded":
+        from exit_jax.models.embedded import embedded_policy
+
+        model, tokenizer = embedded_policy(config.seed, **dtypes)
+        if mesh is not None:
+            from exit_jax.sharding import shard_state
+
+            nnx.update(model, shard_state(nnx.state(model), mesh))
+        return model, tokenizer
+    if source == "hf":
+        from exit_jax.models.hf_io import load_hf_model
+        from exit_jax.models.tokenizer import load_tokenizer
+
+        if not config.model.hf_dir:
+            raise ValueError("model.hf_dir: a local HF checkpoint directory is required when model.source='hf' "
+                             "(pass --config.model.hf_dir=DIR or set the preset's environment variable)")
+        return load_hf_model(config.model.hf_dir, mesh=mesh, **dtypes), load_tokenizer(config.model.hf_dir)
+    raise ValueError(f"model.source: unknown {source!r}; choose 'embedded' or 'hf'")
+
+
+def run_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    return {"experiment": config.experiment, "preset": config.preset, "method": config.curriculum.method,
+            "model": config.model.source + ":" + str(config.model.hf_dir or ""), "seed": config.seed,
+            "num_prompts": config.train.num_prompts, "num_generations": config.rl.num_generations}
+
+
+def transcript_rows(tokenizer, episodes: list[Episode], length: int, pad_id: int) -> dict[str, np.ndarray]:
+    """Multi-turn episodes -> token rows with only assistant-written tokens in the loss mask (left-truncated)."""
+    tokens = np.full((len(episodes), length), pad_id, np.int32)
+    loss_mask = np.zeros((len(episodes), length), bool)
+    attention = np.zeros((len(episodes), length), bool)
+    for row, episode in enumerate(episodes):
+        ids: list[int] = []
+        trainable: list[bool] = []
+        messages = episode.messages
+        for i, message in enumerate(messages):
+            assistant = message.role == "assistant"
+            if assistant:  # the role header belongs to the prompt, the content (and end token) to the policy
+                header = chat_tokens(tokenizer, messages[:i], add_generation_prompt=True)[len(ids):]
+                ids += header
+                trainable += [False] * len(header)
+            upto = chat_tokens(tokenizer, messages[: i + 1], add_generation_prompt=False)
+            new = upto[len(ids):]
+            ids += new
+            trainable += [assistant and episode.has_valid_action] * len(new)
+        ids, trainable = ids[-length:], trainable[-length:]
+        trainable[0] = False  # the first position has no context to predict it from
+        tokens[row, length - len(ids):] = ids
+        loss_mask[row, length - len(ids):] = trainable
+        attention[row, length - len(ids):] = True
+    positions = np.maximum(np.cumsum(attention, axis=1) - 1, 0).astype(np.int32)
+    return {"tokens": tokens, "positions": positions, "attention_mask": attention, "loss_mask": loss_mask}
+
+
+def mesh_from_config(mesh_config: ml_collections.ConfigDict):
+    """A (data, fsdp, tensor) mesh; at most one axis may be -1, meaning all remaining devices."""
+    dims = [int(mesh_config.data), int(mesh_config.fsdp), int(mesh_config.tensor)]
+    auto = [i for i, d in enumerate(dims) if d < 1]
+    if len(auto) > 1:
+        raise ValueError(f"mesh: at most one of data/fsdp/tensor may be -1, got {dims}")
+    if auto:
+        known = int(np.prod([d for d in dims if d >= 1]))
+        if jax.device_count() % known:
+            raise ValueError(f"mesh: {jax.device_count()} devices do not divide by the fixed axes {dims}")
+        dims[auto[0]] = jax.device_count() // known
+    return make_mesh(*dims)
+
+
+class Trainer:
+    """Runs one experiment in ``workdir``; resumes from the latest checkpoint found there."""
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str | Path):
+        self.config = config
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        validate(config)
+        self.settings = settings_from_config(config.curriculum)
+        self.mesh = mesh_from_config(config.mesh)
+        self.domain = make_domain(config.domain.name, {k: v for k, v in config.domain.items() if k != "name"})
+        self.checkpointer = RunCheckpointer(self.workdir, run_identity(config), keep=config.train.keep_checkpoints)
+        self.checkpointer.check_identity()  # before anything in the workdir is written
+        model, self.tokenizer = build_model(config, self.mesh)
+        self.policy = Policy(model, self.tokenizer, self.mesh, max_prompt_length=config.sampling.max_prompt_length,
+                             max_new_tokens=config.sampling.max_new_tokens,
+                             temperature=config.sampling.temperature, top_p=config.sampling.top_p,
+                             top_k=config.sampling.top_k)
+        self.learner = GRPOLearner(model, config.rl, mesh=self.mesh)
+        self.buffer = TaskBuffer.from_settings(self.settings) if self.settings.replay else None
+        self.selection_rng = np.random.default_rng([config.seed, 1])
+        self.key = jax.random.key(config.seed)
+        self.iteration = 0
+        self.warm_started = False
+        self.train_ids = list(self.domain.task_ids("train"))
+        self._stop = False
+
+    # ------------------------------------------------------------------ state
+    def _device_state(self) -> dict[str, Any]:
+        state = {"params": self.learner.params, "opt_state": self.learner.opt_state}
+        if self.learner.ref_params is not None:
+            state["ref_params"] = self.learner.ref_params
+        return state
+
+    def save(self, force: bool = False) -> None:
+        host_arrays = self.buffer.state_dict() if self.buffer is not None else {"empty": np.zeros(1)}
+        host_json = {"iteration": self.iteration, "warm_started": self.warm_started,
+                     "learner_iteration": self.learner.iteration,
+                     "selection_rng": self.selection_rng.bit_generator.state,
+                     "truncated_prompts": self.policy.truncated_prompts}
+        self.checkpointer.save(self.iteration, self._device_state(), host_arrays, host_json, force=force)
+
+    def restore(self) -> bool:
+        step = self.checkpointer.latest_step()
+        if step is None:
+            return False
+        device, host_arrays, host_json = self.checkpointer.restore(step, self._device_state())
+        self.learner.params, self.learner.opt_state = device["params"], device["opt_state"]
+        if "ref_params" in device:
+            self.learner.ref_params = device["ref_params"]
+        if self.buffer is not None:
+            self.buffer = TaskBuffer.from_state_dict(host_arrays)
+        self.iteration = int(host_json["iteration"])
+        self.warm_started = bool(host_json["warm_started"])
+        self.learner.iteration = int(host_json["learner_iteration"])
+        self.selection_rng.bit_generator.state = host_json["selection_rng"]
+        self.policy.truncated_prompts = int(host_json["truncated_prompts"])
+        return True
+
+    # ------------------------------------------------------------------ one iteration
+    def _select(self):
+        buffer = self.buffer if jax.process_index() == 0 else None
+        rng = self.buffer.rng if self.buffer is not None else self.selection_rng
+        selection = select_batch(buffer if self.settings.replay else None, self.train_ids,
+                                 self.config.train.num_prompts, self.settings, rng, self.domain.base_instance)
+        return broadcast_selection(selection) if jax.process_count() > 1 else selection
+
+    def _rollouts(self, instances, key):
+        """Episodes [P][G], the train batch (minus advantages) and [P*G, D] embeddings."""
+        group = self.config.rl.num_generations
+        state = self.learner.policy_state()
+        if not self.domain.multi_turn:
+            conversations = [self.domain.render(inst) for inst in instances]
+            texts, out = self.policy.sample(state, conversations, group, key)
+            played = [inst for inst in instances for _ in range(group)]
+            grades = self.domain.grade(played, texts)
+            episodes = [Episode(instance=inst, messages=[*conversations[i // group], Message("assistant", text)],
+                                grade=grade, children=[self.domain.child(inst, text, grade)])
+                        for i, (inst, text, grade) in enumerate(zip(played, texts, grades, strict=True))]
+            rows = completion_batch(out.prompt_tokens, out.prompt_mask, out.tokens, out.lengths,
+                                    np.zeros(len(texts), np.float32), truncated=out.truncated)
+            embeddings = out.embeddings
+        else:
+            played = [inst for inst in instances for _ in range(group)]
+            episodes = self.domain.rollout(played, self.policy.policy_fn(state, key))
+            length = self.config.sampling.max_prompt_length + self.config.sampling.max_new_tokens
+            rows = transcript_rows(self.tokenizer, episodes, length, self.policy.sampling.pad_id)
+            rows["advantages"] = np.zeros(len(episodes), np.float32)
+            embeddings = self._pooled_embeddings(state, rows)
+        grouped = [episodes[p * group:(p + 1) * group] for p in range(len(instances))]
+        return grouped, rows, embeddings
+
+    def _pooled_embeddings(self, state, rows) -> np.ndarray:
+        model = nnx.merge(self.learner.graphdef, state)
+        _, hidden, _ = model(jnp.asarray(rows["tokens"]), jnp.asarray(rows["positions"]),
+                             jnp.asarray(rows["attention_mask"]))
+        mask = rows["loss_mask"].astype(np.float32)[..., None]
+        return np.asarray((np.asarray(hidden, np.float32) * mask).sum(1) / np.maximum(mask.sum(1), 1.0))
+
+    def train_iteration(self) -> dict[str, float]:
+        config = self.config
+        start = time.perf_counter()
+        key = jax.random.fold_in(jax.random.fold_in(self.key, 1), self.iteration)
+        selection = self._select()
+        episodes, rows, embeddings = self._rollouts(selection.instances, key)
+        sample_time = time.perf_counter() - start
+        flat = [e for group in episodes for e in group]
+        rewards = np.asarray([e.grade.reward for e in flat], np.float32)
+        quality = np.asarray([e.grade.score for e in flat], np.float64).reshape(len(episodes), -1)
+        multiplier = None
+        if self.settings.diversity_bonus:
+            multiplier = diversity_coefficients(
+                jnp.asarray(embeddings, jnp.float32), config.rl.num_generations, mesh=self.mesh,
+                normalization=self.settings.diversity_normalization, range_eps=self.settings.diversity_range_eps)
+        rows["advantages"] = np.asarray(self.learner.advantages(rewards, multiplier), np.float32)
+        if not all(e.has_valid_action for e in flat):  # overlong filtering: no gradient for such rows
+            valid = np.asarray([e.has_valid_action for e in flat])
+            rows["loss_mask"] = rows["loss_mask"] & valid[:, None]
+        metrics = self.learner.update(rows)
+        buffer_report = {}
+        if self.buffer is not None:
+            buffer_report = update_buffer(self.buffer, selection, quality, episodes, self.settings, self.buffer.rng)
+        group = config.rl.num_generations
+        centroids = embeddings.reshape(len(episodes), group, -1).mean(axis=1)
+        metrics.update(iteration_diagnostics(self.buffer, selection, centroids))
+        metrics.update({f"buffer_update/{k}": v for k, v in buffer_report.items()})
+        metrics.update({
+            "reward/mean": float(rewards.mean()), "reward/std": float(rewards.std()),
+            "score/mean": float(quality.mean()),
+            "valid_fraction": float(np.mean([e.grade.valid for e in flat])),
+            "prompts/truncated_total": float(self.policy.truncated_prompts),
+            "time/iteration_s": time.perf_counter() - start, "time/rollout_s": sample_time,
+        })
+        if multiplier is not None:
+            metrics["diversity/coefficient_mean"] = float(jnp.mean(multiplier))
+        self.iteration += 1
+        return metrics
+
+    # ------------------------------------------------------------------ warm start
+    def warm_start(self, log) -> None:
+        """Supervised warm start on the domain's demonstrations (see module docstring)."""
+        ws = self.config.warm_start
+        if ws.steps <= 0 or self.warm_started or not hasattr(self.domain, "demonstrations"):
+            self.warm_started = True
+            return
+        sft_config = ml_collections.ConfigDict(self.config.rl.to_dict())
+        sft_config.update(learning_rate=ws.learning_rate, loss_type="dapo", num_iterations=1, beta=0.0,
+                          batch_size=ws.batch_size, num_generations=2, micro_batch_size=None, warmup_steps=0,
+                          mask_truncated_completions=False)
+        sft = GRPOLearner(self.learner.model(), sft_config, mesh=self.mesh)
+        rng = np.random.default_rng([self.config.seed, 2])
+        length = self.config.sampling.max_prompt_length + self.config.sampling.max_new_tokens
+        pad = self.policy.sampling.pad_id
+        for step in range(ws.steps):
+            demos = self.domain.demonstrations(ws.batch_size, rng)
+            episodes = [Episode(instance=inst, messages=[*self.domain.render(inst), Message("assistant", text)],
+                                grade=None, children=[]) for inst, text in demos]
+            rows = transcript_rows(self.tokenizer, episodes, length, pad)
+            rows["advantages"] = np.ones(len(episodes), np.float32)
+            metrics = sft.update(rows)
+            if step % max(1, ws.steps // 10) == 0 or step == ws.steps - 1:
+                log(-ws.steps + step, {"warm_start/loss": metrics["loss"]})
+        self.learner.params = sft.params
+        self.learner.opt_state = jax.jit(self.learner.optimizer.init)(sft.params)
+        if self.learner.ref_params is not None:
+            self.learner.ref_params = jax.tree.map(jnp.copy, sft.params)
+        self.warm_started = True
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self) -> dict[str, Any]:
+        ev = self.config.eval
+        ids = list(self.domain.task_ids(ev.split))[: ev.max_tasks or None]
+        key = jax.random.fold_in(jax.random.fold_in(self.key, 2), self.iteration)
+        policy_fn = self.policy.policy_fn(self.learner.policy_state(), key, greedy=ev.greedy)
+        result = evaluate(self.domain, policy_fn, ids, ev.K, ev.num_samples, step=self.iteration, split=ev.split,
+                          binary=bool(ev.binary))
+        out = self.workdir / "eval" / f"step_{self.iteration:06d}.json"
+        out.parent.mkdir(exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, indent=1))
+        tmp.replace(out)
+        return result
+
+    def request_stop(self, *_) -> None:
+        self._stop = True
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Cross-section checks that no single section's validation can see; names the field and why."""
+    from exit_jax.rl.config import validate_config
+
+    train, rl = config.train, config.rl
+    if train.num_prompts < 1:
+        raise ValueError(f"train.num_prompts = {train.num_prompts}: must be >= 1")
+    if rl.batch_size != train.num_prompts * rl.num_generations:
+        raise ValueError(f"rl.batch_size = {rl.batch_size}: must equal train.num_prompts x rl.num_generations "
+                         f"= {train.num_prompts * rl.num_generations}")
+    if train.num_iterations < 0:
+        raise ValueError(f"train.num_iterations = {train.num_iterations}: must be >= 0")
+    if config.sampling.max_new_tokens > rl.max_completion_length and rl.loss_type == "dr_grpo":
+        raise ValueError("rl.max_completion_length must be >= sampling.max_new_tokens for loss_type='dr_grpo'")
+    validate_config(rl)

@@ -1,0 +1,77 @@
+"""Shared defaults of every experiment and the ``:arg`` grammar of ``--config=experiments/X.py:arg``.
+
+``arg`` is a comma-separated list of a preset name and ``key=value`` pairs, e.g. ``smoke``, ``method=grpo``,
+``smoke,method=diverge,seed=2``. Presets: ``default`` (the embedded CPU run), ``smoke`` (under 2 minutes, for tests) and
+one per paper model (real checkpoints on TPU, hyperparameters from the paper's Tables 4-6). ``method`` picks the rung of
+the ladder grpo | curriculum | improve | diverge | exit.
+"""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+
+from exit_jax.curriculum.config import METHODS
+from exit_jax.curriculum.config import get_config as curriculum_config
+from exit_jax.rl.config import get_config as rl_config
+
+
+def parse_arg(arg: str | None, presets: tuple[str, ...]) -> tuple[str, dict[str, str]]:
+    """``"smoke,method=grpo"`` -> ("smoke", {"method": "grpo"}); validates the preset and method names."""
+    preset, options = "default", {}
+    for part in filter(None, (arg or "").split(",")):
+        if "=" in part:
+            key, value = part.split("=", 1)
+            if key not in ("method", "seed"):
+                raise ValueError(f"config arg: unknown option {key!r} in {arg!r}; use method=... or seed=...")
+            options[key] = value
+        else:
+            preset = part
+    if preset not in presets:
+        raise ValueError(f"config arg: unknown preset {preset!r}; choose one of {presets}")
+    if options.get("method", "exit") not in METHODS:
+        raise ValueError(f"config arg: unknown method {options['method']!r}; choose one of {METHODS}")
+    return preset, options
+
+
+def base_config(experiment: str, preset: str, options: dict[str, str]) -> ml_collections.ConfigDict:
+    """Fields every experiment has; the experiment file then sets its domain and preset-specific values."""
+    method = options.get("method", "exit")
+    c = ml_collections.ConfigDict()
+    c.experiment = experiment
+    c.preset = preset
+    c.seed = int(options.get("seed", 0))
+    c.model = ml_collections.ConfigDict(dict(source="embedded", hf_dir="", param_dtype="float32",
+                                             compute_dtype="float32"))
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))  # data=-1: all remaining devices
+    c.domain = ml_collections.ConfigDict({"name": experiment})
+    c.sampling = ml_collections.ConfigDict(dict(max_prompt_length=256, max_new_tokens=64, temperature=1.0,
+                                                top_p=1.0, top_k=0))
+    c.rl = rl_config()
+    c.curriculum = curriculum_config(method)
+    c.curriculum.seed = c.seed
+    c.train = ml_collections.ConfigDict(dict(num_iterations=100, num_prompts=8, eval_every=0, checkpoint_every=10,
+                                             keep_checkpoints=3, log_every=1, export_policy=True))
+    c.warm_start = ml_collections.ConfigDict(dict(steps=0, batch_size=32, learning_rate=1e-3))
+    c.eval = ml_collections.ConfigDict(dict(split="heldout", K=16, num_samples=1, max_tasks=0, greedy=False,
+                                            binary=False))
+    c.sweep = []
+    return c
+
+
+def finalize(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Keep derived fields consistent: batch = prompts x G, dr_grpo's constant = max new tokens."""
+    c.rl.batch_size = c.train.num_prompts * c.rl.num_generations
+    c.rl.max_completion_length = max(c.rl.max_completion_length, c.sampling.max_new_tokens)
+    return c
+
+
+def hf_checkpoint(env_var: str) -> str:
+    """Real-model presets read the checkpoint path from ``--config.model.hf_dir`` or this environment variable."""
+    return os.environ.get(env_var, "")
+
+
+def ladder_sweep(seeds: int = 3) -> list[dict]:
+    """The paper's method ladder x seeds, as dotted overrides for ``--sweep``."""
+    return [{"curriculum.method": m, "seed": s, "curriculum.seed": s} for m in METHODS for s in range(seeds)]

@@ -1,0 +1,203 @@
+"""Hostile solutions: each is contained, reported invalid with a clear reason, and leaves nothing running."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import threading
+
+import pytest
+
+from exit_jax.domains.mle.grading import Evaluator
+from tests.domains.mle.conftest import SECRET, TEST_LIMITS
+
+SHORT = dataclasses.replace(TEST_LIMITS, timeout_s=3.0, memory_mb=1500)
+
+GOOD = """
+import os
+import pandas as pd
+test = pd.read_csv(os.path.join(os.environ["PUBLIC_RESOURCE_PATH"], "test.csv"))
+pd.DataFrame({"id": test["id"], "target": 2 * test["x0"] - test["x1"]}).to_csv("submission.csv", index=False)
+print("validation_score: 0.0")
+"""
+
+
+def _live_processes(uids: set[int]) -> list[int]:
+    """Independent check: host pids (not zombies) owned by any of the sandbox's uids."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{name}").st_uid not in uids:
+                continue
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                if handle.read().rsplit(b")", 1)[1].split()[0] != b"Z":
+                    found.append(int(name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.fixture(scope="module")
+def evaluator(sandbox):
+    return Evaluator(sandbox)
+
+
+def _run(evaluator, competition, code):
+    result = evaluator.evaluate(competition, code, SHORT)
+    uids = {worker.uid for worker in evaluator.sandbox._pool}
+    assert _live_processes(uids) == [], "a process of the sandbox uid survived"
+    return result
+
+
+def test_good_solution_is_valid_and_isolated(evaluator, toy_competition):
+    result = _run(evaluator, toy_competition, GOOD)
+    assert result.valid, result.feedback
+    assert result.validation_score == 0.0
+    if os.geteuid() == 0:
+        assert result.isolation["uid_drop"] and result.isolation["network_namespace"]
+
+
+@pytest.mark.parametrize("name, code, reasons", [
+    ("infinite loop", "while True:\n    pass\n", {"timeout", "cpu_limit"}),
+    ("fork bomb", "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
+     {"timeout", "process_limit", "cpu_limit"}),
+    ("memory bomb", "blocks = []\nwhile True:\n    blocks.append(bytearray(256 << 20))\n", {"memory_limit"}),
+    ("disk fill", "i = 0\nwhile True:\n    open(f'fill{i}', 'wb').write(b'x' * (8 << 20))\n    i += 1\n",
+     {"disk_limit"}),
+    ("one big file", "open('big', 'wb').write(b'x' * (64 << 20))\n", {"disk_limit"}),
+    ("stdout flood", "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n", {"output_limit"}),
+    ("double-forking daemon",
+     "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        time.sleep(600)\n"
+     "    os._exit(0)\nos.wait()\n" + GOOD, {"background_processes"}),
+])
+def test_hostile_solution_contained(evaluator, toy_competition, name, code, reasons):
+    result = _run(evaluator, toy_competition, code)
+    assert not result.valid, name
+    assert result.normalized_score == 0.0
+    if os.geteuid() == 0 or name not in ("double-forking daemon",):
+        assert result.error in reasons, (name, result.error, result.feedback[-500:])
+    assert len(result.feedback) < 20000
+
+
+def test_answers_unreachable(evaluator, toy_competition, monkeypatch):
+    answers = str(toy_competition.answers_path)
+    code = f"""
+import glob, os
+found = []
+def attempt(path):
+    try:
+        with open(path) as handle:
+            text = handle.read()
+        if "987654" in text:
+            found.append(path)
+    except Exception as err:
+        print("blocked", path, type(err).__name__)
+attempt({answers!r})
+for key, value in os.environ.items():
+    if "987654" in value or "answers" in value:
+        found.append("env:" + key)
+for pid in os.listdir("/proc"):
+    if pid.isdigit():
+        for part in ("environ", "cmdline"):
+            attempt(f"/proc/{{pid}}/{{part}}")
+        attempt(f"/proc/{{pid}}/root" + {answers!r})
+        attempt(f"/proc/{{pid}}/cwd/../../private/answers.csv")
+here = os.getcwd()
+for _ in range(8):
+    here = os.path.dirname(here)
+    print("walk", here, sorted(os.listdir(here))[:5] if os.access(here, os.R_OK) else "unlistable")
+    for pattern in ("answers.csv", "*/answers.csv", "*/*/answers.csv", "*/*/*/answers.csv"):
+        for match in glob.glob(os.path.join(here, pattern))[:20]:
+            attempt(match)
+for guess in ("../private/answers.csv", "../../private/answers.csv", "/root/.cache/exit_jax/mle"):
+    attempt(guess)
+print("FOUND" if found else "NOTHING", found)
+""" + GOOD
+    result = _run(evaluator, toy_competition, code)
+    assert "NOTHING" in result.feedback, result.feedback
+    assert str(SECRET)[:6] == "987654" and "987654" not in result.feedback
+
+
+def test_submission_symlink_to_answers_is_refused(evaluator, toy_competition):
+    code = f"import os\nos.symlink({str(toy_competition.answers_path)!r}, 'submission.csv')\n"
+    result = _run(evaluator, toy_competition, code)
+    assert not result.valid and result.error == "malformed_submission"
+    assert "not a regular file" in result.feedback
+
+
+def test_no_network_to_local_listener(evaluator, toy_competition):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(0.05)
+    port = listener.getsockname()[1]
+    accepted = []
+
+    def accept_once():
+        try:
+            accepted.append(listener.accept())
+        except OSError:
+            pass
+
+    code = f"""
+import socket
+try:
+    socket.create_connection(("127.0.0.1", {port}), timeout=1).sendall(b"leak")
+    print("CONNECTED")
+except OSError as err:
+    print("BLOCKED", err)
+raise SystemExit(1)
+"""
+    result = _run(evaluator, toy_competition, code)
+    accept_once()
+    listener.close()
+    assert not result.valid and result.error == "crash"
+    if os.geteuid() == 0:
+        assert "BLOCKED" in result.feedback and accepted == []
+
+
+def test_killing_the_parent_fails_and_sandbox_survives(evaluator, toy_competition):
+    me = os.getpid()
+    zygotes = [w.process.pid for w in evaluator.sandbox._pool if w.process is not None]
+    code = f"""
+import os, signal
+for pid in [os.getppid(), {me}, *{zygotes!r}, 1]:
+    try:
+        os.kill(pid, signal.SIGKILL)
+        print("sent", pid)
+    except OSError as err:
+        print("refused", pid, type(err).__name__)
+os.kill(-1, signal.SIGKILL)
+"""
+    result = _run(evaluator, toy_competition, code)
+    assert not result.valid and result.error in ("crash", "killed_by_signal"), result.feedback
+    # The caller and the pool are unharmed: the next solution on every worker still runs.
+    results = evaluator.sandbox.run_many([(GOOD + f"# {i}\n", toy_competition.public_dir) for i in range(4)])
+    assert all(r.exit_code == 0 for r in results)
+    assert all(w.process.poll() is None for w in evaluator.sandbox._pool if w.process is not None)
+
+
+def test_threads_are_not_blocked(evaluator, toy_competition):
+    """A normal solution using a few threads still runs under the process limit."""
+    code = "import threading\nts = [threading.Thread(target=sum, args=([1],)) for _ in range(4)]\n" \
+           "[t.start() for t in ts]\n[t.join() for t in ts]\n" + GOOD
+    assert _run(evaluator, toy_competition, code).valid
+    assert threading.active_count() >= 1
+
+
+def test_unprivileged_fallback_states_itself_and_still_kills(toy_competition):
+    from exit_jax.domains.mle.sandbox import Sandbox
+
+    with Sandbox(workers=1, limits=SHORT, isolate=False) as fallback:
+        good = fallback.run(GOOD, toy_competition.public_dir)
+        assert good.exit_code == 0 and good.submission_error is None
+        assert good.isolation["mode"].startswith("fallback") and not good.isolation["uid_drop"]
+        daemon = "import os\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        os.execvp('sleep', ['sleep', '600'])\n"
+        loop = fallback.run(daemon + "while True:\n    pass\n", toy_competition.public_dir)
+        assert loop.reason == "timeout"
+        pid = fallback._pool[0].process.pid
+        children = open(f"/proc/{pid}/task/{pid}/children").read().split()
+        assert children == []  # the loop and the daemon that left its process group were both killed
