@@ -139,7 +139,8 @@ class Trainer:
                              temperature=config.sampling.temperature, top_p=config.sampling.top_p,
                              top_k=config.sampling.top_k)
         self.learner = GRPOLearner(model, config.rl, mesh=self.mesh)
-        self.buffer = TaskBuffer.from_settings(self.settings) if self.settings.replay else None
+        # Plain GRPO keeps an (unused for replay) buffer too, so its distinct-instance count is measured the same way.
+        self.buffer = TaskBuffer.from_settings(self.settings)
         self.selection_rng = np.random.default_rng([config.seed, 1])
         self.key = jax.random.key(config.seed)
         self.iteration = 0
@@ -183,7 +184,7 @@ class Trainer:
     def _select(self):
         buffer = self.buffer if jax.process_index() == 0 else None
         rng = self.buffer.rng if self.buffer is not None else self.selection_rng
-        selection = select_batch(buffer if self.settings.replay else None, self.train_ids,
+        selection = select_batch(buffer, self.train_ids,
                                  self.config.train.num_prompts, self.settings, rng, self.domain.base_instance)
         return broadcast_selection(selection) if jax.process_count() > 1 else selection
 
@@ -224,24 +225,33 @@ class Trainer:
         start = time.perf_counter()
         key = jax.random.fold_in(jax.random.fold_in(self.key, 1), self.iteration)
         selection = self._select()
+        curriculum_time = time.perf_counter() - start
+        rollout_start = time.perf_counter()
         episodes, rows, embeddings = self._rollouts(selection.instances, key)
-        sample_time = time.perf_counter() - start
+        rollout_time = time.perf_counter() - rollout_start
         flat = [e for group in episodes for e in group]
         rewards = np.asarray([e.grade.reward for e in flat], np.float32)
         quality = np.asarray([e.grade.score for e in flat], np.float64).reshape(len(episodes), -1)
         multiplier = None
         if self.settings.diversity_bonus:
+            bonus_start = time.perf_counter()
             multiplier = diversity_coefficients(
                 jnp.asarray(embeddings, jnp.float32), config.rl.num_generations, mesh=self.mesh,
                 normalization=self.settings.diversity_normalization, range_eps=self.settings.diversity_range_eps)
+            multiplier = jax.block_until_ready(multiplier)
+            curriculum_time += time.perf_counter() - bonus_start
         rows["advantages"] = np.asarray(self.learner.advantages(rewards, multiplier), np.float32)
         if not all(e.has_valid_action for e in flat):  # overlong filtering: no gradient for such rows
             valid = np.asarray([e.has_valid_action for e in flat])
             rows["loss_mask"] = rows["loss_mask"] & valid[:, None]
-        metrics = self.learner.update(rows)
+        update_start = time.perf_counter()
+        metrics = self.learner.update(rows, rewards=rewards)
+        update_time = time.perf_counter() - update_start
+        buffer_start = time.perf_counter()
         buffer_report = {}
         if self.buffer is not None:
             buffer_report = update_buffer(self.buffer, selection, quality, episodes, self.settings, self.buffer.rng)
+        curriculum_time += time.perf_counter() - buffer_start
         group = config.rl.num_generations
         centroids = embeddings.reshape(len(episodes), group, -1).mean(axis=1)
         metrics.update(iteration_diagnostics(self.buffer, selection, centroids))
@@ -251,7 +261,8 @@ class Trainer:
             "score/mean": float(quality.mean()),
             "valid_fraction": float(np.mean([e.grade.valid for e in flat])),
             "prompts/truncated_total": float(self.policy.truncated_prompts),
-            "time/iteration_s": time.perf_counter() - start, "time/rollout_s": sample_time,
+            "time/iteration_s": time.perf_counter() - start, "time/rollout_and_grading_s": rollout_time,
+            "time/update_s": update_time, "time/curriculum_s": curriculum_time,
         })
         if multiplier is not None:
             metrics["diversity/coefficient_mean"] = float(jnp.mean(multiplier))
@@ -282,10 +293,7 @@ class Trainer:
             metrics = sft.update(rows)
             if step % max(1, ws.steps // 10) == 0 or step == ws.steps - 1:
                 log(-ws.steps + step, {"warm_start/loss": metrics["loss"]})
-        self.learner.params = sft.params
-        self.learner.opt_state = jax.jit(self.learner.optimizer.init)(sft.params)
-        if self.learner.ref_params is not None:
-            self.learner.ref_params = jax.tree.map(jnp.copy, sft.params)
+        self.learner.reset_optimizer(sft.params)
         self.warm_started = True
 
     # ------------------------------------------------------------------ evaluation

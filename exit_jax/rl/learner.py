@@ -73,6 +73,20 @@ class GRPOLearner:
         """A fresh module view of the current parameters."""
         return nnx.merge(self.graphdef, self.params, self.rest)
 
+    def reset_optimizer(self, params: nnx.State | None = None) -> None:
+        """Replace the parameters (optional) and start a fresh optimizer state, sharded like the parameters.
+
+        Use after a warm start (e.g. a supervised phase) instead of ``jax.jit(optimizer.init)``, which would leave the
+        Adam moments replicated on a mesh. The reference policy, if any, restarts from the new parameters.
+        """
+        if params is not None:
+            self.params = params
+        with step_lib.mesh_context(self.mesh):
+            self.opt_state = jax.jit(self.optimizer.init,
+                                     out_shardings=self._opt_state_shardings(self.params))(self.params)
+        if self.ref_params is not None:
+            self.ref_params = jax.tree.map(jnp.copy, self.params)
+
     def advantages(self, rewards, multiplier=None) -> jax.Array:
         """[batch] rewards (groups contiguous) -> [batch] advantages with the config's estimator and scaling."""
         return advantages_lib.config_advantages(jnp.asarray(rewards, jnp.float32), self.config,

@@ -1,0 +1,123 @@
+"""exit_jax's side of the peer benchmark (benchmarks/peers/README.md): same workload, same JSON schema.
+
+    python benchmarks/exit_jax_bench.py --size tiny [--warmup 1] [--repetitions 3] [--compute_dtype float32]
+
+Loads the workload's Qwen2 checkpoint with exit_jax's HF loader (checked against HF's reference logits), then measures
+(a) rollout: 8 prompts x G = 8 with one shared prefill per prompt, exactly 128 new tokens, temperature 1;
+(b) one GRPO train step (forward, backward, AdamW) on that batch; (c) one full iteration: rollout + toy reward +
+advantages + update; (d) peak resident memory. Prints one JSON object as the last line of stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers"))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import measure  # noqa: E402
+import numpy as np  # noqa: E402
+import workload  # noqa: E402
+
+from exit_jax.models.hf_io import load_hf_model  # noqa: E402
+from exit_jax.rl.batch import completion_batch  # noqa: E402
+from exit_jax.rl.config import get_config as rl_config  # noqa: E402
+from exit_jax.rl.learner import GRPOLearner  # noqa: E402
+from exit_jax.sampling import Sampler, SamplingConfig  # noqa: E402
+
+
+def make_learner(model, compute_dtype: str):
+    config = rl_config()
+    config.batch_size = workload.NUM_PROMPTS * workload.GROUP_SIZE
+    config.num_generations = workload.GROUP_SIZE
+    config.learning_rate = workload.LEARNING_RATE
+    config.adam_b1, config.adam_b2, config.adam_eps = workload.ADAM_B1, workload.ADAM_B2, workload.ADAM_EPS
+    config.weight_decay = workload.WEIGHT_DECAY
+    config.max_grad_norm = None
+    config.beta = workload.KL_BETA
+    config.epsilon = workload.CLIP_EPSILON
+    config.compute_entropy = False
+    return GRPOLearner(model, config)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=sorted(workload.SIZES), default="tiny")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--compute_dtype", default="float32", choices=("float32", "bfloat16"))
+    args = parser.parse_args()
+    real_stdout = sys.stdout
+    phases = measure.PhasePeaks()
+    notes = [f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} cores; "
+             f"f32 parameters, {args.compute_dtype} compute",
+             "rollout: one prefill per prompt, KV cache repeated G times, jitted while-loop decode; "
+             "stop tokens disabled so every row decodes exactly 128 tokens",
+             "train step: GRPOLearner.update (one jitted step: forward, backward, AdamW) on the 64-row batch"]
+    with contextlib.redirect_stdout(sys.stderr), measure.RssSampler() as sampler:
+        directory = workload.checkpoint_dir(args.size)
+        model = load_hf_model(directory, compute_dtype=args.compute_dtype)
+        prompts, prompt_texts = workload.load_prompts(args.size)
+        positions = np.broadcast_to(np.arange(workload.PROMPT_TOKENS), (len(prompts), workload.PROMPT_TOKENS))
+        logits, _, _ = model(jnp.asarray(prompts), jnp.asarray(positions), jnp.ones_like(jnp.asarray(prompts), bool))
+        notes.append(f"max |dlogit| vs HF reference: {workload.check_logits(args.size, np.asarray(logits[:, -1])):.2e}")
+        from transformers import PreTrainedTokenizerFast
+
+        tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(directory / "tokenizer.json"))
+        sampler_obj = Sampler(model, max_length=workload.PROMPT_TOKENS + workload.NEW_TOKENS)
+        sampling = SamplingConfig(max_new_tokens=workload.NEW_TOKENS, num_samples=workload.GROUP_SIZE,
+                                  temperature=workload.TEMPERATURE, prompt_bucket=workload.PROMPT_TOKENS)
+        learner = make_learner(model, args.compute_dtype)
+        keys = iter(range(10_000))
+
+        def rollout():
+            return sampler_obj.sample(learner.policy_state(), prompts, sampling, jax.random.key(next(keys)))
+
+        def batch_of(out):
+            texts = tokenizer.batch_decode(out.tokens)
+            rewards = np.asarray([workload.toy_reward(prompt_texts[i // workload.GROUP_SIZE], t)
+                                  for i, t in enumerate(texts)], np.float32)
+            advantages = np.asarray(learner.advantages(rewards))
+            return completion_batch(out.prompt_tokens, out.prompt_mask, out.tokens, out.lengths, advantages)
+
+        new_tokens = workload.NUM_PROMPTS * workload.GROUP_SIZE * workload.NEW_TOKENS
+        with phases.phase("rollout"):
+            rollout_s = measure.time_repetitions(rollout, args.warmup, args.repetitions)
+        fixed_batch = batch_of(rollout())
+        with phases.phase("train_step"):
+            step_s = measure.time_repetitions(lambda: learner.update(fixed_batch), args.warmup, args.repetitions)
+        parts: list[float] = []
+
+        def iteration():
+            import time
+
+            start = time.perf_counter()
+            batch = batch_of(rollout())
+            parts.append(time.perf_counter() - start)
+            return learner.update(batch)
+
+        with phases.phase("iteration"):
+            iteration_s = measure.time_repetitions(iteration, args.warmup, args.repetitions)
+    measurements = {
+        "rollout_tokens_per_s": workload.measurement([new_tokens / s for s in rollout_s], "tokens/s", args.warmup,
+                                                     "Sampler.sample: 8 prompts x 8 samples x 128 tokens"),
+        "train_step_s": workload.measurement(step_s, "s", args.warmup, notes[2]),
+        "iteration_s": workload.measurement(iteration_s, "s", args.warmup,
+                                            "rollout + toy reward + advantages + GRPOLearner.update",
+                                            parts={"rollout_reward_s": parts[args.warmup:]}),
+        "peak_rss_bytes": {"ru_maxrss": measure.ru_maxrss_bytes(), "sampled_peak": sampler.peak,
+                           "phases": phases.peaks},
+    }
+    versions = {name: importlib.metadata.version(name) for name in ("jax", "jaxlib", "flax", "optax")}
+    print(json.dumps(workload.result("exit_jax", args.size, versions, measurements, notes)), file=real_stdout)
+
+
+if __name__ == "__main__":
+    main()

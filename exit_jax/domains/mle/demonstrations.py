@@ -1,0 +1,101 @@
+"""Warm-start demonstrations for the compact format: the embedded policy's stand-in for instruction tuning.
+
+A freshly initialised ~4M-parameter policy cannot write a valid spec, so every rollout would score 0 and GRPO would
+have no signal. The warm start teaches the *format and the task structure*, not which solutions are good:
+
+- base prompts -> a random valid spec (one family, sometimes a 2-family ensemble, a few random options);
+- improve / debug prompts -> the previous spec with one or two random edits (what an instruction-following model
+  does when asked to improve something);
+- diverge prompts -> a spec with a different model family and re-drawn options.
+
+Choices are uniform over the spec grammar, so no competition's good answer is leaked; what a good spec is for each
+competition is left for RL to find.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from exit_jax.domains.mle import spec
+from exit_jax.types import Instance
+
+_OPTION_KEYS = tuple(spec.CHOICES)
+_NUMBER_KEYS = tuple(spec.NUMBERS)
+MODE_WEIGHTS = {"base": 0.4, "improve": 0.3, "diverge": 0.15, "debug": 0.15}
+
+
+def _number_text(key: str, rng: np.random.Generator) -> str:
+    kind, low, high, _ = spec.NUMBERS[key]
+    low = max(low, 1e-4 if kind == "f" else 1)
+    value = float(np.exp(rng.uniform(np.log(low), np.log(high))))
+    if kind == "i":
+        return str(int(round(value)))
+    return f"{value:.2g}"
+
+
+def _random_tokens(rng: np.random.Generator, family: str | None = None) -> dict[str, str]:
+    families = [family or str(rng.choice(spec.FAMILIES))]
+    if rng.random() < 0.2:
+        families.append(str(rng.choice([f for f in spec.FAMILIES if f != families[0]])))
+    tokens = {"model": "+".join(families)}
+    for key in rng.choice(_OPTION_KEYS, size=int(rng.integers(0, 4)), replace=False):
+        tokens[str(key)] = str(rng.choice(spec.CHOICES[str(key)]))
+    for key in rng.choice(_NUMBER_KEYS, size=int(rng.integers(0, 3)), replace=False):
+        tokens[str(key)] = _number_text(str(key), rng)
+    return tokens
+
+
+def _edit(tokens: dict[str, str], rng: np.random.Generator) -> dict[str, str]:
+    tokens = dict(tokens)
+    for _ in range(int(rng.integers(1, 3))):
+        choice = rng.random()
+        if choice < 0.2:
+            tokens["model"] = str(rng.choice(spec.FAMILIES))
+        elif choice < 0.6:
+            key = str(rng.choice(_OPTION_KEYS))
+            tokens[key] = str(rng.choice(spec.CHOICES[key]))
+        else:
+            key = str(rng.choice(_NUMBER_KEYS))
+            tokens[key] = _number_text(key, rng)
+    return tokens
+
+
+def canonical(tokens: dict[str, str]) -> str | None:
+    """The canonical text of a token dict, or None when it does not parse (then the demo is redrawn)."""
+    text = " ".join(f"{k}={v}" for k, v in tokens.items())
+    try:
+        return spec.format_spec(spec.parse_spec(text))
+    except spec.SpecError:
+        return None
+
+
+def _valid_tokens(rng: np.random.Generator, make) -> tuple[dict[str, str], str]:
+    while True:
+        tokens = make()
+        text = canonical(tokens)
+        if text is not None:
+            return tokens, text
+
+
+def demonstrations(task_ids: list[str], count: int, rng: np.random.Generator) -> list[tuple[Instance, str]]:
+    """``count`` (instance, response) pairs over ``task_ids`` (training competitions only)."""
+    modes = list(MODE_WEIGHTS)
+    weights = np.asarray([MODE_WEIGHTS[m] for m in modes])
+    out = []
+    for _ in range(count):
+        task = str(rng.choice(task_ids))
+        mode = str(rng.choice(modes, p=weights / weights.sum()))
+        if mode == "base":
+            _, response = _valid_tokens(rng, lambda: _random_tokens(rng))
+            out.append((Instance(task_id=task), response))
+            continue
+        previous_tokens, previous = _valid_tokens(rng, lambda: _random_tokens(rng))
+        if mode == "diverge":
+            family = str(rng.choice([f for f in spec.FAMILIES if f not in previous_tokens["model"]]))
+            _, response = _valid_tokens(rng, lambda: _random_tokens(rng, family))
+        else:
+            _, response = _valid_tokens(rng, lambda: _edit(previous_tokens, rng))
+        feedback = f"val={rng.uniform(0.05, 1.5):.4g}" if mode != "debug" else "error=crash"
+        out.append((Instance(task_id=task, iterate=1, previous_response=previous, feedback=feedback, mode=mode,
+                             depth=1), response))
+    return out
