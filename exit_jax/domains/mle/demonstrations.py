@@ -92,9 +92,9 @@ def demonstrations(task_ids: list[str], count: int, rng: np.random.Generator) ->
         previous_tokens, previous = _valid_tokens(rng, lambda: _random_tokens(rng))
         if mode == "diverge":
             family = str(rng.choice([f for f in spec.FAMILIES if f not in previous_tokens["model"]]))
-            _, response = _valid_tokens(rng, lambda: _random_tokens(rng, family))
+            _, response = _valid_tokens(rng, lambda family=family: _random_tokens(rng, family))
         else:
-            _, response = _valid_tokens(rng, lambda: _edit(previous_tokens, rng))
+            _, response = _valid_tokens(rng, lambda tokens=previous_tokens: _edit(tokens, rng))
         feedback = f"val={rng.uniform(0.05, 1.5):.4g}" if mode != "debug" else "error=crash"
         out.append((Instance(task_id=task, iterate=1, previous_response=previous, feedback=feedback, mode=mode,
                              depth=1), response))
