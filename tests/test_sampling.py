@@ -21,10 +21,16 @@ def model():
     return Decoder(CONFIG, nnx.Rngs(0))
 
 
+_FORWARD = nnx.jit(lambda m, t, p, a: m(t, p, a)[:2])
+_WIDTH = 48  # every prompt + continuation fits; right padding does not change earlier positions (causal)
+
+
 def _teacher_forced(model, prompt, continuation):
     seq = list(prompt) + list(continuation)
-    n = len(seq)
-    logits, hidden, _ = model(jnp.asarray([seq]), jnp.arange(n)[None], jnp.ones((1, n), bool))
+    tokens = np.zeros((1, _WIDTH), np.int32)
+    tokens[0, : len(seq)] = seq
+    mask = np.arange(_WIDTH)[None] < len(seq)
+    logits, hidden = _FORWARD(model, jnp.asarray(tokens), jnp.arange(_WIDTH)[None], jnp.asarray(mask))
     start = len(prompt) - 1
     return np.asarray(logits[0, start:start + len(continuation)]), np.asarray(
         hidden[0, start:start + len(continuation)])
@@ -47,11 +53,16 @@ def test_greedy_equals_full_forward_argmax(model):
     sampler = Sampler(model)
     out = sampler.sample(nnx.state(model), PROMPTS, SamplingConfig(max_new_tokens=8, greedy=True),
                          jax.random.key(0))
+    width = max(map(len, PROMPTS)) + 8
+    forward = nnx.jit(lambda m, t, p, a: m(t, p, a)[0])
     for row, prompt in enumerate(PROMPTS):
         seq = list(prompt)
-        for _ in range(8):  # reference: re-run the whole sequence each step, no cache
-            logits, _, _ = model(jnp.asarray([seq]), jnp.arange(len(seq))[None], jnp.ones((1, len(seq)), bool))
-            seq.append(int(jnp.argmax(logits[0, -1])))
+        for _ in range(8):  # reference: re-run the whole sequence each step, no cache (right-padded: causal)
+            tokens = np.zeros((1, width), np.int32)
+            tokens[0, : len(seq)] = seq
+            mask = np.arange(width)[None] < len(seq)
+            logits = forward(model, jnp.asarray(tokens), jnp.arange(width)[None], jnp.asarray(mask))
+            seq.append(int(jnp.argmax(logits[0, len(seq) - 1])))
         assert out.tokens[row].tolist() == seq[len(prompt):]
 
 
