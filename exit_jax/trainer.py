@@ -290,9 +290,12 @@ class Trainer:
                                 grade=None, children=[]) for inst, text in demos]
             rows = transcript_rows(self.tokenizer, episodes, length, pad)
             rows["advantages"] = np.ones(len(episodes), np.float32)
-            metrics = sft.update(rows)
             if step % max(1, ws.steps // 10) == 0 or step == ws.steps - 1:
-                log(-ws.steps + step, {"warm_start/loss": metrics["loss"]})
+                # The GRPO loss at ratio 1 is a constant; log the demonstrations' NLL per token instead.
+                log_probs = np.asarray(sft._log_probs(sft.params, sft.rest, sft._device_batch(dict(rows))))
+                mask = rows["loss_mask"]
+                log(-ws.steps + step, {"warm_start/nll": float(-(log_probs * mask).sum() / max(mask.sum(), 1))})
+            sft.update(rows)
         self.learner.reset_optimizer(sft.params)
         self.warm_started = True
 

@@ -167,6 +167,24 @@ class MLEDomain:
     def rollout(self, instances: Sequence[Instance], policy_fn: PolicyFn) -> list[Episode]:
         return single_turn_rollout(self, instances, policy_fn)
 
+    # ------------------------------------------------------------------ trainer / evaluation hooks
+    def demonstrations(self, count: int, rng) -> list[tuple[Instance, str]]:
+        """Warm-start pairs for the compact format (training competitions only; see demonstrations.py)."""
+        from exit_jax.domains.mle.demonstrations import demonstrations
+
+        if self.config.solution_format != "compact":
+            return []
+        return demonstrations(self.task_ids("train"), count, rng)
+
+    def evaluation_chain(self, task_ids: Sequence[str], policy_fn: PolicyFn, steps: int, num_samples: int
+                         ) -> list[list[list[float]]]:
+        """[tasks][samples][steps + 1]: the normalised test score of the node the greedy search would submit after
+        each step (the paper's MLE test-time scaffold; its choices use only the solutions' own validation scores)."""
+        from exit_jax.domains.mle.scaffold import greedy_search
+
+        return [[[s.best_test_normalized for s in greedy_search(self, task_id, policy_fn, steps).steps]
+                 for _ in range(num_samples)] for task_id in task_ids]
+
     def close(self) -> None:
         if self._background is not None:
             self._background.shutdown(wait=True)
