@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import hashlib
+import inspect
+import json
 import os
 import shutil
 import zlib
@@ -43,7 +46,7 @@ class BuiltinSpec:
 BUILTINS: tuple[BuiltinSpec, ...] = (
     BuiltinSpec("friedman1-rmse", datasets.make_friedman1, "rmse", "regression", 0.4, 1.5, "train",
                 "Predict a smooth nonlinear response of 10 features (5 relevant); 10% of three columns missing."),
-    BuiltinSpec("hastie-auc", datasets.make_hastie, "auc", "binary", 0.5, 1.0, "train",
+    BuiltinSpec("hastie-auc", datasets.make_hastie, "auc", "binary", 2000 / 2600, 1.0, "train",
                 "Predict a binary label from 10 standard normal features."),
     BuiltinSpec("synth3-logloss", datasets.make_synth3, "logloss", "multiclass", 0.4, 0.45, "train",
                 "Predict one of three colours from 20 numeric features, several redundant or noisy."),
@@ -55,8 +58,6 @@ BUILTINS: tuple[BuiltinSpec, ...] = (
                 "Predict a firm's yearly gross investment from its market value, capital stock, name and year."),
     BuiltinSpec("fair-logloss", datasets.make_fair, "logloss", "multiclass", 0.4, 0.72, "train",
                 "Predict time spent in extramarital affairs (none / some / many) from a 1974 survey."),
-    BuiltinSpec("anes96-logloss", datasets.make_anes96, "logloss", "multiclass", 0.37, 0.56, "train",
-                "Predict party identification (dem / ind / rep) from a 1996 US election survey."),
     BuiltinSpec("digits-logloss", datasets.make_digits, "logloss", "multiclass", 0.39, 0.15, "train",
                 "Classify 8x8 handwritten digits when a quarter of the pixels are missing."),
     BuiltinSpec("housing-rmse", datasets.make_housing, "rmse", "regression", 0.4, 45.0, "train",
@@ -71,6 +72,18 @@ BUILTINS: tuple[BuiltinSpec, ...] = (
                 "Predict a borrower's credit grade (A / B / C) from income, debt, age and categorical data."),
 )
 BUILTIN_BY_NAME = {spec.name: spec for spec in BUILTINS}
+
+
+def fingerprint(spec: BuiltinSpec) -> str:
+    """A hash of everything that determines a built competition, so an edited definition rebuilds its cache."""
+    fields = [CACHE_VERSION, spec.name, spec.metric, spec.task, spec.test_size, spec.best, spec.split, spec.brief,
+              inspect.getsource(spec.make)]
+    return hashlib.sha1(repr(fields).encode()).hexdigest()[:16]
+
+
+def _is_current(target: Path, spec: BuiltinSpec) -> bool:
+    meta = target / "competition.json"
+    return meta.exists() and json.loads(meta.read_text()).get("fingerprint") == fingerprint(spec)
 
 
 def cache_root() -> Path:
@@ -135,7 +148,7 @@ def _build(spec: BuiltinSpec, out_root: Path) -> Competition:
         + (" Give a score or probability for class 1." if spec.metric == "auc" else "") + "\n"
     )
     meta = {"metric": spec.metric, "worst": worst, "best": spec.best, "id_column": "id",
-            "target_columns": classes, "task": spec.task, "split": spec.split}
+            "target_columns": classes, "task": spec.task, "split": spec.split, "fingerprint": fingerprint(spec)}
     return write_competition(out_root, spec.name, description, train, test, answers, sample, meta)
 
 
@@ -145,17 +158,19 @@ def get_competition(name: str, root: Path | None = None) -> Competition:
         raise KeyError(f"unknown competition {name!r}; built-ins: {', '.join(BUILTIN_BY_NAME)}")
     root = Path(root) if root is not None else cache_root()
     target = root / name
-    if (target / "competition.json").exists():
+    spec = BUILTIN_BY_NAME[name]
+    if _is_current(target, spec):
         return load_competition(target)
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o700)  # the answers' directory tree is owner-only
     with open(root / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (target / "competition.json").exists():
+        if not _is_current(target, spec):
             staging = root / f".{name}.building"
             shutil.rmtree(staging, ignore_errors=True)
             staging.mkdir()
-            _build(BUILTIN_BY_NAME[name], staging)
+            _build(spec, staging)
+            shutil.rmtree(target, ignore_errors=True)
             os.replace(staging / name, target)
             shutil.rmtree(staging, ignore_errors=True)
     return load_competition(target)

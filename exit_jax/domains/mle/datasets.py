@@ -48,7 +48,7 @@ def make_friedman3(rng):
 
 
 def make_hastie(rng):
-    x, y = skd.make_hastie_10_2(n_samples=4000, random_state=rng)
+    x, y = skd.make_hastie_10_2(n_samples=2600, random_state=rng)
     return _frame(x), pd.Series((y > 0).astype(int))
 
 
@@ -111,17 +111,6 @@ def make_fair(rng):
     frame["yrs_married"] = _mnar(rng, frame["yrs_married"], 0.3, 0.05)
     frame["educ"] = _mcar(rng, frame["educ"], 0.1)
     return frame, target
-
-
-def make_anes96(rng):
-    import statsmodels.api as sm
-
-    data = sm.datasets.anes96.load_pandas().data
-    party = pd.Series(np.select([data["PID"] <= 2, data["PID"] == 3], ["dem", "ind"], "rep"))
-    frame = data[["popul", "TVnews", "selfLR", "ClinLR", "DoleLR", "age", "educ", "income"]].copy()
-    frame["educ"] = "edu" + frame["educ"].astype(int).astype(str)
-    frame["income"] = _mnar(rng, frame["income"], 0.3, 0.05)
-    return frame.reset_index(drop=True), party
 
 
 def make_housing(rng, n: int = 3000):

@@ -114,7 +114,7 @@ def _failure_reason(run: ExecutionResult) -> str | None:
     if run.exit_code == 0:
         return None
     trace = run.stderr
-    if "MemoryError" in trace or "Cannot allocate memory" in trace:
+    if run.memory_limit_hit or "MemoryError" in trace or "Cannot allocate memory" in trace:
         return "memory_limit"
     if "Resource temporarily unavailable" in trace and ("fork" in trace or "thread" in trace):
         return "process_limit"

@@ -11,6 +11,7 @@ data shape, the mode word, the previous spec and its own validation score.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -60,6 +61,7 @@ RESPONSE_FORMAT = ("Respond with your full working python program, which will be
                    "triple-tick delimiters (```python ... ```).")
 
 
+@functools.lru_cache(maxsize=256)
 def preview_files(public_dir: Path, lines: int = 4, width: int = 240) -> str:
     """Each public CSV's row count and first lines (long lines cut to ``width`` characters)."""
     parts = []
@@ -96,11 +98,16 @@ def python_prompt(competition: Competition, mode: str, previous_code: str | None
 
 
 def _data_summary(competition: Competition) -> str:
+    return _summary(competition.public_dir, competition.id_column)
+
+
+@functools.lru_cache(maxsize=256)
+def _summary(public_dir: Path, id_column: str) -> str:
     import pandas as pd
 
-    train = pd.read_csv(competition.public_dir / "train.csv", nrows=2000)
-    test_columns = pd.read_csv(competition.public_dir / "test.csv", nrows=0).columns
-    features = [c for c in test_columns if c != competition.id_column]
+    train = pd.read_csv(public_dir / "train.csv", nrows=2000)
+    test_columns = pd.read_csv(public_dir / "test.csv", nrows=0).columns
+    features = [c for c in test_columns if c != id_column]
     categorical = sum(train[c].dtype == object for c in features)
     missing = "yes" if train[features].isna().any().any() else "no"
     return f"feats={len(features) - categorical}num+{categorical}cat miss={missing}"

@@ -60,6 +60,7 @@ class ExecutionResult:
     submission_error: str | None
     leftover_processes: int
     isolation: dict[str, Any]
+    memory_limit_hit: bool = False
 
 
 def _claim_uid(start: int) -> tuple[int, Any]:
@@ -87,9 +88,12 @@ class _Worker:
         self.isolation: dict[str, Any] = {}
 
     def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONSTARTUP",)}
+        # A minimal environment: a forked solution can read its inherited environment block through
+        # /proc/self/environ, so the trainer's variables (tokens, keys) must never reach the zygote.
         package_root = str(Path(__file__).resolve().parents[3])
-        env["PYTHONPATH"] = package_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        python_path = os.environ.get("PYTHONPATH")
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
+               "PYTHONPATH": package_root + (os.pathsep + python_path if python_path else "")}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "exit_jax.domains.mle.zygote", "--slot", str(self.slot), "--uid",
              str(self.uid), "--work-dir", str(self.work_dir), "--disk-mb", str(self.disk_mb),
@@ -195,7 +199,7 @@ class Sandbox:
             exit_code=raw["exit_code"], reason=raw["reason"], runtime_s=raw["runtime_s"], stdout=raw["stdout"],
             stderr=raw["stderr"], submission_path=str(dest) if dest.exists() else None,
             submission_error=raw["submission_error"], leftover_processes=raw["leftover_processes"],
-            isolation=raw["isolation"])
+            isolation=raw["isolation"], memory_limit_hit=raw.get("memory_limit_hit", False))
 
     def run_many(self, jobs: Sequence[tuple[str, str | Path]]) -> list[ExecutionResult]:
         """Run (code, public_dir) jobs in parallel on the pool; results in input order."""

@@ -19,7 +19,6 @@ permitted (not root, no namespaces) it falls back and says so in ``isolation``.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import select
@@ -29,6 +28,23 @@ import stat
 import sys
 import time
 
+from exit_jax.domains.mle.confine import (
+    CLONE_NEWNET,
+    CLONE_NEWNS,
+    CLONE_NEWPID,
+    MS_NODEV,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_REC,
+    PR_SET_CHILD_SUBREAPER,
+    libc,
+    make_cgroups,
+    mount,
+    run_confined,
+    unshare,
+    write_file,
+)
+
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
     os.environ[_var] = "1"
 
@@ -36,32 +52,12 @@ PRELOAD = ("numpy", "pandas", "scipy.stats", "sklearn.base", "sklearn.compose", 
            "sklearn.feature_selection", "sklearn.impute", "sklearn.linear_model", "sklearn.metrics",
            "sklearn.model_selection", "sklearn.neighbors", "sklearn.neural_network", "sklearn.pipeline",
            "sklearn.preprocessing", "sklearn.svm")
-CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x20000000, 0x40000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_MOVE = 1, 2, 4, 32, 4096, 8192
-MS_REC, MS_PRIVATE = 16384, 1 << 18
-PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
-SETUP_FAILED, LEFT_PROCESSES = 97, 96
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-
-
-def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None) -> None:
-    enc = lambda s: s.encode() if s is not None else None
-    if _libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"mount {fstype or source} on {target}: {os.strerror(errno)}")
-
-
-def _unshare(flags: int) -> bool:
-    return _libc.unshare(flags) == 0
-
-
 def _probe_namespaces() -> int:
     """Which of the namespace flags a forked child may unshare here (0 when none)."""
     flags = CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID
     pid = os.fork()
     if pid == 0:
-        os._exit(0 if _unshare(flags) else 1)
+        os._exit(0 if unshare(flags) else 1)
     _, status = os.waitpid(pid, 0)
     return flags if os.waitstatus_to_exitcode(status) == 0 else 0
 
@@ -76,15 +72,18 @@ class Slot:
         self.namespaces = _probe_namespaces() if self.root else 0
         self.tmpfs = False
         os.makedirs(work_dir, mode=0o711, exist_ok=True)
-        if self.root and _unshare(CLONE_NEWNS):
+        if self.root and unshare(CLONE_NEWNS):
             # A private mount namespace for the zygote: the slot's tmpfs vanishes with it.
             try:
-                _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
-                _mount("tmpfs", work_dir, "tmpfs", MS_NOSUID | MS_NODEV, f"size={disk_mb}m,mode=0711")
+                mount(None, "/", None, MS_REC | MS_PRIVATE, None)
+                mount("tmpfs", work_dir, "tmpfs", MS_NOSUID | MS_NODEV, f"size={disk_mb}m,mode=0711")
                 self.tmpfs = True
             except OSError:
                 self.tmpfs = False
+        self.cgroups = make_cgroups(slot) if self.root else {}
+        self._oom_kills = 0
         self.isolation = {
+            "cgroups": sorted(self.cgroups),
             "uid_drop": self.root, "network_namespace": bool(self.namespaces & CLONE_NEWNET),
             "pid_namespace": bool(self.namespaces & CLONE_NEWPID),
             "private_tmp": bool(self.namespaces & CLONE_NEWNS),
@@ -101,6 +100,49 @@ class Slot:
                 shutil.rmtree(entry.path, ignore_errors=True)
             else:
                 os.unlink(entry.path)
+
+    def set_cgroup_limits(self, limits: dict) -> None:
+        if "memory" in self.cgroups:
+            group, value = self.cgroups["memory"], str(int(limits["memory_mb"]) << 20)
+            ram = os.path.join(group, "memory.limit_in_bytes")
+            ram_swap = os.path.join(group, "memory.memsw.limit_in_bytes")
+            # RAM + swap must stay >= RAM: lower RAM first when shrinking, raise RAM + swap first when growing.
+            if write_file(ram, value):
+                write_file(ram_swap, value)
+            else:
+                write_file(ram_swap, value)
+                write_file(ram, value)
+            write_file(os.path.join(group, "memory.failcnt"), "0")
+            self._oom_kills = self._oom_kill_count()
+        if "pids" in self.cgroups:
+            write_file(os.path.join(self.cgroups["pids"], "pids.max"), str(int(limits["nproc"])))
+
+    def _oom_kill_count(self) -> int:
+        """The cumulative ``oom_kill`` counter of the slot's memory cgroup (0 where absent)."""
+        try:
+            with open(os.path.join(self.cgroups["memory"], "memory.oom_control")) as handle:
+                fields = dict(line.split() for line in handle if len(line.split()) == 2)
+            return int(fields.get("oom_kill", 0))
+        except (OSError, ValueError, KeyError):
+            return 0
+
+    def memory_limit_hit(self) -> bool:
+        """Whether the job's tree hit the cgroup memory limit (an OOM kill or a failed charge since the job began)."""
+        if "memory" not in self.cgroups:
+            return False
+        try:
+            with open(os.path.join(self.cgroups["memory"], "memory.failcnt")) as handle:
+                failed = int(handle.read().strip() or 0) > 0
+        except (OSError, ValueError):
+            failed = False
+        return failed or self._oom_kill_count() > self._oom_kills
+
+    def remove_cgroups(self) -> None:
+        for directory in self.cgroups.values():
+            try:
+                os.rmdir(directory)
+            except OSError:
+                pass
 
     def processes(self) -> list[int]:
         """Host pids owned by the slot's uid."""
@@ -188,147 +230,6 @@ def reap_orphans() -> None:
             return
 
 
-def _blocked_parent(path: str) -> tuple[str, str] | None:
-    """The first ancestor of ``path`` that others cannot traverse, and its child on the way to ``path``."""
-    parts = os.path.realpath(path).split("/")[1:]
-    current = "/"
-    for part in parts:
-        if not os.stat(current).st_mode & stat.S_IXOTH:
-            return current, os.path.join(current, part)
-        current = os.path.join(current, part)
-    return None
-
-
-def _expose_python() -> None:
-    """Make the Python installation readable to the unprivileged uid when it lives under a private directory.
-
-    With Python under e.g. ``/root/.pyenv`` (``/root`` is mode 700) the solution's lazy imports would fail. Inside
-    the job's private mount namespace the private directory is replaced by an empty tmpfs into which only the
-    Python installation is bind-mounted back, read-only: everything else there (``~/.cache`` with the private
-    answers included) stays invisible. Needs the private ``/tmp`` for staging.
-    """
-    import site
-
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages()}
-    # Only the installation: sys.path entries outside it (e.g. the project via PYTHONPATH) stay hidden.
-    needed = roots | {os.path.dirname(os.path.realpath(sys.executable))} | {
-        p for p in sys.path if p and os.path.isdir(p) and any(p.startswith(r) for r in roots)}
-    for _ in range(8):
-        blocked: dict[str, set[str]] = {}
-        for path in needed:
-            found = _blocked_parent(path)
-            if found:
-                blocked.setdefault(found[0], set()).add(found[1])
-        if not blocked:
-            return
-        for index, (parent, children) in enumerate(sorted(blocked.items())):
-            staged = []
-            for number, child in enumerate(sorted(children)):
-                stage = f"/tmp/.expose{index}_{number}"
-                os.mkdir(stage)
-                _mount(child, stage, None, MS_BIND | MS_REC, None)
-                staged.append((stage, child))
-            _mount("tmpfs", parent, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
-            for stage, child in staged:
-                os.mkdir(child)
-                _mount(stage, child, None, MS_MOVE, None)
-                _mount(None, child, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_REC, None)
-                os.rmdir(stage)
-
-
-def _limit(resource_name: str, value: int) -> None:
-    import resource
-
-    res = getattr(resource, resource_name)
-    resource.setrlimit(res, (value, value))
-
-
-def _child(slot: Slot, job: dict, out_w: int, err_w: int) -> None:
-    """Runs in the forked child; never returns."""
-    try:
-        os.setsid()
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
-        null = os.open("/dev/null", os.O_RDONLY)
-        os.dup2(null, 0)
-        os.closerange(3, 65536)
-        limits = job["limits"]
-        if slot.namespaces:
-            if not _unshare(slot.namespaces):
-                raise OSError(ctypes.get_errno(), "unshare")
-            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-            pid = os.fork()  # the grandchild is init of the new PID namespace
-            if pid:
-                _, status = os.waitpid(pid, 0)
-                code = os.waitstatus_to_exitcode(status)
-                os._exit(code if code >= 0 else 128 - code)
-            _mount(None, "/", None, MS_REC | MS_PRIVATE, None)
-            _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV, None)
-            for private in ("/tmp", "/var/tmp", "/dev/shm"):
-                if os.path.isdir(private) and not slot.work_dir.startswith(private.rstrip("/") + "/"):
-                    _mount("tmpfs", private, "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=1777")
-            _expose_python()
-        _limit("RLIMIT_CPU", int(limits["cpu_s"]))
-        _limit("RLIMIT_AS", int(limits["memory_mb"]) << 20)
-        _limit("RLIMIT_FSIZE", int(limits["file_mb"]) << 20)
-        _limit("RLIMIT_NOFILE", int(limits["nofile"]))
-        _limit("RLIMIT_CORE", 0)
-        os.chdir(slot.work_dir)
-        os.environ.clear()
-        os.environ.update({
-            "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": slot.work_dir, "LANG": "C.UTF-8",
-            "PUBLIC_RESOURCE_PATH": os.path.join(slot.work_dir, "public"),
-            "SUBMISSION_PATH": os.path.join(slot.work_dir, "submission.csv"),
-            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-            "PYTHONHASHSEED": "0",
-        })
-        if slot.root:
-            os.setgroups([])
-            os.setgid(slot.uid)
-            os.setuid(slot.uid)
-        # NPROC counts the uid's processes; set after the drop so the zygote's own processes don't count.
-        _limit("RLIMIT_NPROC", int(limits["nproc"]))
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except BaseException as err:  # noqa: BLE001 - report any setup failure and leave
-        os.write(2, f"sandbox setup failed: {err!r}\n".encode())
-        os._exit(SETUP_FAILED)
-    import runpy
-    import traceback
-
-    code = 0
-    sys.argv = ["solution.py"]
-    sys.path.insert(0, slot.work_dir)
-    try:
-        runpy.run_path("solution.py", run_name="__main__")
-    except SystemExit as done:
-        code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
-    except BaseException:  # noqa: BLE001 - the solution's crash is the result
-        traceback.print_exc()
-        code = 1
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        if slot.namespaces & CLONE_NEWPID and _stray_processes():
-            os.write(2, b"\nsolution left background processes running (they were killed)\n")
-            code = LEFT_PROCESSES
-    finally:
-        os._exit(code & 0xFF)
-
-
-def _stray_processes() -> list[int]:
-    """Live processes other than this one in the solution's PID namespace (its /proc shows only those)."""
-    stray = []
-    for name in os.listdir("/proc"):
-        if name.isdigit() and int(name) != os.getpid():
-            try:
-                with open(f"/proc/{name}/stat", "rb") as handle:
-                    if handle.read().rsplit(b")", 1)[1].split()[0] != b"Z":
-                        stray.append(int(name))
-            except (OSError, IndexError):
-                pass
-    return stray
-
-
 class _Stream:
     """Head and tail of a pipe's bytes and their total count."""
 
@@ -389,12 +290,15 @@ def run_job(slot: Slot, job: dict) -> dict:
     if slot.root:
         os.chown(slot.work_dir, slot.uid, slot.uid)
         os.chmod(slot.work_dir, 0o700)
+    slot.set_cgroup_limits(limits)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     start = time.monotonic()
+    sys.stdout.flush()  # nothing buffered in the zygote may end up in the solution's output
+    sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
-        _child(slot, job, out_w, err_w)
+        run_confined(slot, job, out_w, err_w)
     os.close(out_w)
     os.close(err_w)
     streams = {out_r: _Stream(limits["keep_bytes"]), err_r: _Stream(limits["keep_bytes"])}
@@ -445,6 +349,7 @@ def run_job(slot: Slot, job: dict) -> dict:
         "stderr": streams[err_r].text(), "stdout_bytes": streams[out_r].total,
         "stderr_bytes": streams[err_r].total, "submission_error": submission_error,
         "leftover_processes": len(slot.processes()) if slot.root else 0, "isolation": slot.isolation,
+        "memory_limit_hit": slot.memory_limit_hit(),
     }
 
 
@@ -466,7 +371,7 @@ def main() -> None:
 
     for module in PRELOAD:
         importlib.import_module(module)
-    _libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
     slot = Slot(args.slot, args.uid, args.work_dir, args.disk_mb, isolate=not args.no_isolation)
     channel_out.write(json.dumps({"ready": True, "isolation": slot.isolation}) + "\n")
     channel_out.flush()
@@ -482,6 +387,7 @@ def main() -> None:
         channel_out.write(json.dumps(result) + "\n")
         channel_out.flush()
     slot.kill_all(None)
+    slot.remove_cgroups()
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,8 +18,13 @@ TEST_LIMITS = SandboxLimits(timeout_s=30.0, memory_mb=3000, file_mb=16, disk_mb=
 
 @pytest.fixture(scope="session")
 def sandbox():
-    with Sandbox(workers=2, limits=TEST_LIMITS) as pool:
-        yield pool
+    # A secret in the caller's environment: solutions must not be able to find it (see test_answers_unreachable).
+    os.environ["EXIT_JAX_TEST_CALLER_SECRET"] = str(SECRET)
+    try:
+        with Sandbox(workers=2, limits=TEST_LIMITS) as pool:
+            yield pool
+    finally:
+        os.environ.pop("EXIT_JAX_TEST_CALLER_SECRET", None)
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,6 @@ REFERENCE_SPECS = {
     "star98-rmse": "model=lin scale=std",
     "grunfeld-rmse": "model=lin scale=std xf=log target=log impute=ind",
     "fair-logloss": "model=lin scale=std",
-    "anes96-logloss": "model=lin scale=std",
     "digits-logloss": "model=lin scale=std",
     "housing-rmse": "model=lin scale=std xf=log target=log impute=ind",
     "churn-auc": "model=lin scale=std",
@@ -43,7 +42,8 @@ sample = pd.read_csv(os.path.join(data, "sample_submission.csv"))
 features = pd.get_dummies(pd.concat([train.drop(columns=["id", "target"]), test.drop(columns=["id"])]))
 x_train, x_test = features.iloc[: len(train)], features.iloc[len(train):]
 if METRIC == "rmse":
-    model = HistGradientBoostingRegressor(max_iter=100, early_stopping=True, random_state=0).fit(x_train, train["target"])
+    model = HistGradientBoostingRegressor(max_iter=100, early_stopping=True, random_state=0)
+    model.fit(x_train, train["target"])
     sample["target"] = model.predict(x_test)
 else:
     y = train["target"].astype(str)

@@ -96,6 +96,9 @@ def attempt(path):
     except Exception as err:
         print("blocked", path, type(err).__name__)
 attempt({answers!r})
+import ctypes
+ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE: makes /proc/self/environ (inherited block) readable
+attempt("/proc/self/environ")
 for key, value in os.environ.items():
     if "987654" in value or "answers" in value:
         found.append("env:" + key)
@@ -195,9 +198,49 @@ def test_unprivileged_fallback_states_itself_and_still_kills(toy_competition):
         good = fallback.run(GOOD, toy_competition.public_dir)
         assert good.exit_code == 0 and good.submission_error is None
         assert good.isolation["mode"].startswith("fallback") and not good.isolation["uid_drop"]
-        daemon = "import os\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n        os.execvp('sleep', ['sleep', '600'])\n"
+        daemon = ("import os\nif os.fork() == 0:\n    os.setsid()\n"
+                  "    if os.fork() == 0:\n        os.execvp('sleep', ['sleep', '600'])\n")
         loop = fallback.run(daemon + "while True:\n    pass\n", toy_competition.public_dir)
         assert loop.reason == "timeout"
         pid = fallback._pool[0].process.pid
         children = open(f"/proc/{pid}/task/{pid}/children").read().split()
         assert children == []  # the loop and the daemon that left its process group were both killed
+
+
+@pytest.mark.parametrize("edit, detail", [
+    ("sub = sub.iloc[1:]", "rows"),
+    ("sub = sub.rename(columns={'target': 'y'})", "columns"),
+    ("sub['id'] = sub['id'] + 1", "ids"),
+])
+def test_wrong_rows_or_columns_through_the_sandbox_are_invalid(evaluator, toy_competition, edit, detail):
+    code = GOOD.replace('pd.DataFrame({"id": test["id"], "target": 2 * test["x0"] - test["x1"]}).to_csv(',
+                        'sub = pd.DataFrame({"id": test["id"], "target": 2 * test["x0"] - test["x1"]})\n'
+                        + edit + '\nsub.to_csv(')
+    assert code != GOOD
+    result = _run(evaluator, toy_competition, code)
+    assert not result.valid and result.error == "malformed_submission" and result.score is None
+    assert detail in result.feedback
+
+
+def test_memory_spread_over_processes_is_capped_for_the_whole_tree(evaluator, toy_competition):
+    """Per-process address-space limits alone would allow 4 x 600 MB; the job's cgroup caps the tree at 1.5 GB."""
+    if not evaluator.sandbox.isolation.get("cgroups"):
+        pytest.skip("cgroups not writable here")
+    code = """
+import os, time
+children = []
+for _ in range(4):
+    pid = os.fork()
+    if pid == 0:
+        block = b"x" * (600 << 20)
+        time.sleep(1.0)
+        os._exit(0)
+    children.append(pid)
+statuses = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+print("children", statuses)
+raise SystemExit(1 if any(code != 0 for code in statuses) else 0)
+"""
+    result = evaluator.evaluate(toy_competition, code, dataclasses.replace(SHORT, timeout_s=20.0))
+    assert _live_processes({worker.uid for worker in evaluator.sandbox._pool}) == []
+    assert not result.valid and result.error == "memory_limit", (result.error, result.feedback)
+    assert "-9" in result.feedback  # the kernel OOM-killed inside the job's cgroup, not elsewhere on the host
