@@ -95,7 +95,11 @@ def _choose(logits: jax.Array, keys: jax.Array, config: SamplingConfig) -> tuple
         return token, jnp.take_along_axis(jax.nn.log_softmax(logits), token[:, None], -1)[:, 0]
     scaled = logits / config.temperature
     filtered = filter_logits(scaled, config.top_k, config.top_p)
-    token = jax.vmap(jax.random.categorical)(keys, filtered)
+    # Inverse-CDF sampling: one uniform per row instead of a Gumbel per vocabulary entry (the random bits dominated
+    # the decode step on CPU). A token of probability 0 has an empty CDF interval and is never drawn.
+    cdf = jnp.cumsum(jax.nn.softmax(filtered, axis=-1), axis=-1)
+    uniform = jax.vmap(lambda k: jax.random.uniform(k, (), jnp.float32))(keys) * cdf[:, -1]
+    token = jnp.minimum(jnp.sum(cdf < uniform[:, None], axis=-1), logits.shape[-1] - 1)
     return token, jnp.take_along_axis(jax.nn.log_softmax(scaled), token[:, None], -1)[:, 0]
 
 

@@ -131,3 +131,24 @@ def test_prompt_longer_than_context_is_a_clear_error(model):
         sampler.sample(nnx.state(model), [[1, 2], [3] * 125], SamplingConfig(max_new_tokens=8), jax.random.key(0))
     with pytest.raises(ValueError, match="empty prompt"):
         sampler.sample(nnx.state(model), [[]], SamplingConfig(max_new_tokens=8), jax.random.key(0))
+
+
+def test_sampled_token_frequencies_match_the_distribution():
+    """Inverse-CDF draws follow softmax(logits / T) restricted to the top-k (checked at 5 sigma)."""
+    from exit_jax.sampling import _choose, _row_keys
+
+    rows = 40_000
+    logits = np.array([2.0, 1.0, 0.5, 0.0, -1.0, -3.0, 1.5, 0.2], np.float32)
+    for top_k, temperature in ((0, 1.0), (3, 0.7)):
+        config = SamplingConfig(max_new_tokens=1, temperature=temperature, top_k=top_k)
+        keys = _row_keys(jax.random.key(7), jnp.arange(rows), jnp.int32(0))
+        tokens, _ = jax.jit(lambda k, c=config: _choose(jnp.broadcast_to(jnp.asarray(logits), (rows, 8)), k, c))(keys)
+        scaled = logits / temperature
+        if top_k:
+            scaled = np.where(scaled >= np.sort(scaled)[-top_k], scaled, -np.inf)
+        expected = np.exp(scaled - scaled.max())
+        expected /= expected.sum()
+        counts = np.bincount(np.asarray(tokens), minlength=8) / rows
+        sigma = np.sqrt(expected * (1 - expected) / rows)
+        assert np.all(np.abs(counts - expected) <= 5 * sigma + 1e-12), (counts, expected)
+        assert counts[expected == 0].sum() == 0
