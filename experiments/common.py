@@ -72,6 +72,30 @@ def hf_checkpoint(env_var: str) -> str:
     return os.environ.get(env_var, "")
 
 
+def apply_smoke(c: ml_collections.ConfigDict, *, num_generations: int, K: int, max_tasks: int
+                ) -> ml_collections.ConfigDict:
+    """The shared shape of every ``smoke`` preset: 2 iterations of 2 prompts, a checkpoint each, a short eval."""
+    c.train.num_iterations = 2
+    c.train.num_prompts = 2
+    c.train.checkpoint_every = 1
+    c.rl.num_generations = num_generations
+    c.curriculum.min_buffer_size = 2
+    c.eval.K = K
+    c.eval.max_tasks = max_tasks
+    return c
+
+
+def apply_real_model(c: ml_collections.ConfigDict, env_var: str) -> ml_collections.ConfigDict:
+    """The shared shape of every paper-model preset: a local HF checkpoint, bf16 compute, FSDP over the pod."""
+    c.model.source = "hf"
+    c.model.hf_dir = hf_checkpoint(env_var)
+    c.model.compute_dtype = "bfloat16"
+    c.mesh.fsdp, c.mesh.data = -1, 1
+    c.rl.learning_rate = 1e-6
+    c.train.eval_every = 100
+    return c
+
+
 def ladder_sweep(seeds: int = 3) -> list[dict]:
     """The paper's method ladder x seeds, as dotted overrides for ``--sweep``."""
     return [{"curriculum.method": m, "seed": s, "curriculum.seed": s} for m in METHODS for s in range(seeds)]

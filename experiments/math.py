@@ -15,7 +15,7 @@ Commands and expectations:
 
 import ml_collections
 
-from experiments.common import base_config, finalize, hf_checkpoint, ladder_sweep, parse_arg
+from experiments.common import apply_real_model, apply_smoke, base_config, finalize, ladder_sweep, parse_arg
 
 PRESETS = ("default", "smoke", "llama3.2-3b")
 
@@ -41,22 +41,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval.num_samples = 1
     c.sweep = ladder_sweep(3)
     if preset == "smoke":
-        c.train.num_iterations = 2
-        c.train.num_prompts = 2
-        c.rl.num_generations = 4
+        apply_smoke(c, num_generations=4, K=2, max_tasks=4)
         c.sampling.max_new_tokens = 16
-        c.curriculum.min_buffer_size = 2
-        c.train.checkpoint_every = 1
-        c.eval.K = 2
-        c.eval.max_tasks = 4
     elif preset == "llama3.2-3b":  # Table 4
-        c.model.source = "hf"
-        c.model.hf_dir = hf_checkpoint("EXIT_JAX_LLAMA32_3B")
-        c.model.compute_dtype = "bfloat16"
+        apply_real_model(c, "EXIT_JAX_LLAMA32_3B")
         c.domain.source = "files"
         c.domain.prompt_style = "chat"
-        c.mesh.fsdp, c.mesh.data = -1, 1
-        c.rl.learning_rate = 1e-6
         c.rl.beta = 0.001
         c.rl.ref_update_interval = 100
         c.rl.ref_update_alpha = 1.0

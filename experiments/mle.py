@@ -19,7 +19,7 @@ Commands and expectations:
 
 import ml_collections
 
-from experiments.common import base_config, finalize, hf_checkpoint, ladder_sweep, parse_arg
+from experiments.common import apply_real_model, apply_smoke, base_config, finalize, ladder_sweep, parse_arg
 
 PRESETS = ("default", "smoke", "r1-distill-qwen-7b")
 
@@ -49,30 +49,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval.num_samples = 1
     c.sweep = ladder_sweep(3)
     if preset == "smoke":
-        c.train.num_iterations = 2
-        c.train.num_prompts = 2
-        c.rl.num_generations = 4
-        c.curriculum.min_buffer_size = 2
-        c.train.checkpoint_every = 1
+        apply_smoke(c, num_generations=4, K=2, max_tasks=1)
         c.warm_start.steps = 2
         c.warm_start.batch_size = 8
-        c.eval.K = 2
-        c.eval.max_tasks = 1
         c.domain.limits.timeout_s = 30.0
     elif preset == "r1-distill-qwen-7b":  # Table 6
-        c.model.source = "hf"
-        c.model.hf_dir = hf_checkpoint("EXIT_JAX_R1_DISTILL_QWEN_7B")
-        c.model.compute_dtype = "bfloat16"
+        apply_real_model(c, "EXIT_JAX_R1_DISTILL_QWEN_7B")
         c.domain.solution_format = "python"
         c.domain.workers = 16
         c.domain.limits.timeout_s = 300.0
-        c.mesh.fsdp, c.mesh.data = -1, 1
-        c.rl.learning_rate = 1e-6
         c.rl.beta = 0.0
         c.rl.micro_batch_size = 16
         c.train.num_prompts = 32
         c.train.num_iterations = 800
-        c.train.eval_every = 100
         c.warm_start.steps = 0
         c.sampling.max_prompt_length = 4096
         c.sampling.max_new_tokens = 4096

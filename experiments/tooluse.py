@@ -15,7 +15,7 @@ Commands and expectations:
 
 import ml_collections
 
-from experiments.common import base_config, finalize, hf_checkpoint, ladder_sweep, parse_arg
+from experiments.common import apply_real_model, apply_smoke, base_config, finalize, ladder_sweep, parse_arg
 
 PRESETS = ("default", "smoke", "qwen2.5-7b")
 
@@ -40,25 +40,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.num_iterations = 40
     c.sweep = ladder_sweep(3)
     if preset == "smoke":
-        c.train.num_iterations = 2
-        c.train.num_prompts = 2
-        c.rl.num_generations = 2
+        apply_smoke(c, num_generations=2, K=1, max_tasks=2)
         c.domain.max_actions_per_request = 2
         c.sampling.max_new_tokens = 16
-        c.curriculum.min_buffer_size = 2
-        c.train.checkpoint_every = 1
-        c.eval.K = 1
-        c.eval.max_tasks = 2
     elif preset == "qwen2.5-7b":  # Table 5
-        c.model.source = "hf"
-        c.model.hf_dir = hf_checkpoint("EXIT_JAX_QWEN25_7B")
-        c.model.compute_dtype = "bfloat16"
-        c.mesh.fsdp, c.mesh.data = -1, 1
-        c.rl.learning_rate = 1e-6
+        apply_real_model(c, "EXIT_JAX_QWEN25_7B")
         c.rl.micro_batch_size = 16
         c.train.num_prompts = 32
         c.train.num_iterations = 500
-        c.train.eval_every = 100
         c.sampling.max_prompt_length = 8192
         c.sampling.max_new_tokens = 512
         c.eval.max_tasks = 0
