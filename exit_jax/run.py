@@ -66,6 +66,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str | Path, progr
     bar = Progress(train.num_iterations, initial=trainer.iteration,
                    keys=("reward/mean", "loss", "buffer/size", "batch/replay_fraction")) if (
         progress and is_main) else None
+    final_evaluated = False
     while trainer.iteration < train.num_iterations and not trainer._stop:
         metrics = trainer.train_iteration()
         log(trainer.iteration, metrics)
@@ -74,6 +75,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str | Path, progr
         done = trainer.iteration == train.num_iterations
         if train.eval_every and (trainer.iteration % train.eval_every == 0 or done):
             result = trainer.evaluate()
+            final_evaluated = done
             log(trainer.iteration, {"eval/score_k0": result["mean"][0],
                                     f"eval/score_k{result['K']}": result["mean"][-1],
                                     "eval/delta_K": result["delta_K"]})
@@ -82,15 +84,16 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str | Path, progr
     if bar is not None:
         bar.close()
     if trainer._stop:
-        trainer.save(force=True)
+        if trainer.checkpointer.latest_step() != trainer.iteration:  # the loop may have saved this step already
+            trainer.save(force=True)
         trainer.checkpointer.close()
         print(f"stopped by SIGTERM at iteration {trainer.iteration}; checkpoint saved in {workdir}", file=sys.stderr)
         return {"stopped": True, "iteration": trainer.iteration}
     trainer.checkpointer.close()
+    if not final_evaluated:  # on every process: the evaluation runs collectives
+        trainer.evaluate()
     if not is_main:
         return {"iteration": trainer.iteration}
-    if not _eval_results(workdir) or _eval_results(workdir)[-1]["step"] != trainer.iteration:
-        trainer.evaluate()
     logger.close()
     evals = _eval_results(workdir)
     report = write_report(workdir, json.loads(config.to_json_best_effort()), logger.history(), evals,

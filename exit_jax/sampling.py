@@ -24,7 +24,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
-from exit_jax.sharding import BATCH_AXES, batch_sharding, replicated
+from exit_jax.sharding import BATCH_AXES, batch_sharding, global_array, host_value, replicated
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,10 +239,10 @@ class Sampler:
         stop_table = _stop_table(config)
         args = (tokens, mask, ids)
         if self.mesh is not None:
-            args = (jax.device_put(tokens, batch_sharding(self.mesh)),
-                    jax.device_put(mask, batch_sharding(self.mesh)),
-                    jax.device_put(ids, batch_sharding(self.mesh, 1)))
-            key = jax.device_put(key, replicated(self.mesh))
+            args = (global_array(tokens, batch_sharding(self.mesh)),
+                    global_array(mask, batch_sharding(self.mesh)),
+                    global_array(ids, batch_sharding(self.mesh, 1)))
+            key = global_array(key, replicated(self.mesh))
         context = jax.set_mesh(self.mesh) if self.mesh is not None else contextlib.nullcontext()
         with context:
             cache, first, first_lp, first_hidden, next_pos = _prefill(
@@ -250,7 +250,7 @@ class Sampler:
                 cache_length=prompt_length + config.max_new_tokens)
             out = _decode(self.graphdef, state, cache, first, first_lp, first_hidden, next_pos, key,
                           args[2], jnp.asarray(stop_table), config=config, prompt_length=prompt_length)
-        out = [np.asarray(jax.device_get(x)) for x in out[:5]]
+        out = [host_value(x) for x in out[:5]]
         keep = len(prompts) * group
         new_tokens, new_lengths, logprobs, embeddings, truncated = (x[:keep] for x in out)
         return SampleOutput(new_tokens, new_lengths, logprobs, embeddings, truncated,

@@ -107,6 +107,30 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
+def global_array(value, sharding: NamedSharding) -> jax.Array:
+    """``jax.device_put(value, sharding)`` that also works when the mesh spans several processes.
+
+    ``value`` (a host array or a PRNG key) must be identical on every process; each process fills its own devices'
+    shards (``jax.make_array_from_callback``).
+    """
+    if jax.process_count() == 1:
+        return jax.device_put(value, sharding)
+    if isinstance(value, jax.Array) and jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+        data = global_array(np.asarray(jax.random.key_data(value)), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(value))
+    host = np.asarray(value)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
+def host_value(x) -> np.ndarray:
+    """The full value of a (possibly multi-process, sharded) array on every process, as NumPy."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(jax.device_get(x))
+
+
 def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
     """Constrain an activation's sharding by logical names under the current mesh (no-op without one)."""
     mesh = jax.sharding.get_abstract_mesh()

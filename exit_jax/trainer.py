@@ -44,7 +44,7 @@ from exit_jax.models.tokenizer import chat_tokens
 from exit_jax.policy import Policy
 from exit_jax.rl.batch import completion_batch
 from exit_jax.rl.learner import GRPOLearner
-from exit_jax.sharding import make_mesh
+from exit_jax.sharding import host_value, make_mesh
 from exit_jax.types import Episode, Message
 
 
@@ -292,7 +292,7 @@ class Trainer:
             rows["advantages"] = np.ones(len(episodes), np.float32)
             if step % max(1, ws.steps // 10) == 0 or step == ws.steps - 1:
                 # The GRPO loss at ratio 1 is a constant; log the demonstrations' NLL per token instead.
-                log_probs = np.asarray(sft._log_probs(sft.params, sft.rest, sft._device_batch(dict(rows))))
+                log_probs = host_value(sft._log_probs(sft.params, sft.rest, sft._device_batch(dict(rows))))
                 mask = rows["loss_mask"]
                 log(-ws.steps + step, {"warm_start/nll": float(-(log_probs * mask).sum() / max(mask.sum(), 1))})
             sft.update(rows)
@@ -307,6 +307,8 @@ class Trainer:
         policy_fn = self.policy.policy_fn(self.learner.policy_state(), key, greedy=ev.greedy)
         result = evaluate(self.domain, policy_fn, ids, ev.K, ev.num_samples, step=self.iteration, split=ev.split,
                           binary=bool(ev.binary))
+        if jax.process_index() != 0:
+            return result
         out = self.workdir / "eval" / f"step_{self.iteration:06d}.json"
         out.parent.mkdir(exist_ok=True)
         tmp = out.with_suffix(".tmp")

@@ -67,15 +67,75 @@ def run_sweep(config, sweep_dir: str, parallel: int, print_only: bool) -> int:
     return 0 if all(code == 0 for code in codes) else 1
 
 
+def _check_config_file(argv_all: list[str]) -> None:
+    """A missing config file fails here, before anything runs (ml_collections would only fail at first use)."""
+    path = _config_arg(argv_all).split(":", 1)[0]
+    if not os.path.isfile(path):
+        known = sorted(f"experiments/{n}" for n in os.listdir(os.path.join(REPO, "experiments"))
+                       if n.endswith(".py") and n not in ("__init__.py", "common.py"))
+        sys.exit(f"error: --config: no such file {path!r} (from {os.getcwd()}). Pass an experiment file, e.g. "
+                 f"--config={known[0]}:smoke; available: {', '.join(known)}")
+
+
+def _unknown_override(argv_all: list[str]) -> str | None:
+    """The message for a ``--config.a.b=value`` that names no field of the config, or None."""
+    import importlib.util
+
+    import ml_collections
+
+    path, _, config_arg = _config_arg(argv_all).partition(":")
+    spec = importlib.util.spec_from_file_location("exit_jax_config_file", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config(config_arg) if config_arg else module.get_config()
+    for arg in argv_all:
+        if not arg.startswith("--config."):
+            continue
+        keys = arg[len("--config."):].split("=", 1)[0].split(".")
+        node = config
+        for depth, key in enumerate(keys):
+            if not isinstance(node, ml_collections.ConfigDict) or key not in node:
+                section = "config." + ".".join(keys[:depth]) if depth else "the config"
+                known = (", ".join(sorted(node.keys())) if isinstance(node, ml_collections.ConfigDict)
+                         else "none (not a section)")
+                return (f"--config.{'.'.join(keys)}: {section} has no field {key!r}. Known fields: {known}. "
+                        "Fix the override's name; nothing was run or written.")
+            node = node[key]
+    return None
+
+
+def _parse_flags(argv_all: list[str]) -> list[str]:
+    """absl's flag parsing, plus a readable message for a mistyped ``--config.`` override."""
+    try:
+        return flags.FLAGS(argv_all)
+    except flags.Error as error:
+        sys.stderr.write(f"FATAL Flags parsing error: {error}\nPass --helpshort or --helpfull to see help on flags.\n")
+        sys.exit(1)
+    except (AttributeError, KeyError):
+        message = _unknown_override(argv_all)
+        if message is None:
+            raise
+        sys.exit(f"FATAL Flags parsing error: {message}")
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save step at INFO
+    _check_config_file(sys.argv)
     config = _CONFIG.value
     if config is None:
         raise app.UsageError("--config=experiments/<name>.py is required")
+    from exit_jax.trainer import validate
+    from experiments.common import finalize
+
+    config = finalize(config)  # derived fields (rl.batch_size = prompts x G, ...) follow the overrides
+    try:
+        validate(config)
+    except ValueError as error:
+        sys.exit(f"error: invalid config: {error}")
     workdir = FLAGS.workdir or _default_workdir(config)
 
     if FLAGS.tpu:
@@ -95,9 +155,13 @@ def main(argv):
     from exit_jax.tpu_vm import maybe_initialize_distributed
 
     maybe_initialize_distributed()
+    from exit_jax.checkpoint import CheckpointMismatchError
     from exit_jax.run import run_experiment
 
-    summary = run_experiment(config, workdir)
+    try:
+        summary = run_experiment(config, workdir)
+    except CheckpointMismatchError as error:
+        sys.exit(f"error: {error}")
     if summary.get("stopped"):
         return 0
     if "report" in summary:
@@ -108,4 +172,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

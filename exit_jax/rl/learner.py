@@ -98,11 +98,11 @@ class GRPOLearner:
                              f"{self.config.batch_size}")
         if self.mesh is None:
             return {k: jnp.asarray(v) for k, v in batch.items()}
-        from exit_jax.sharding import BATCH_AXES
+        from exit_jax.sharding import BATCH_AXES, global_array
 
         def put(v):
             v = np.asarray(v) if not isinstance(v, jax.Array) else v
-            return jax.device_put(v, NamedSharding(self.mesh, PartitionSpec(BATCH_AXES, *[None] * (v.ndim - 1))))
+            return global_array(v, NamedSharding(self.mesh, PartitionSpec(BATCH_AXES, *[None] * (v.ndim - 1))))
 
         return {k: put(v) for k, v in batch.items()}
 
@@ -135,9 +135,11 @@ class GRPOLearner:
                 and self.iteration % config.ref_update_interval == 0):
             with step_lib.mesh_context(self.mesh):
                 self.ref_params = self._mix_reference(self.ref_params, self.params)
-        host = jax.device_get(epoch_metrics)
+        from exit_jax.sharding import host_value
+
+        host = jax.tree.map(host_value, epoch_metrics)
         out = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
-        lengths = np.asarray(jax.device_get(batch["loss_mask"])).sum(axis=1)
+        lengths = host_value(batch["loss_mask"]).sum(axis=1)
         out["completions/mean_length"] = float(lengths.mean())
         out["completions/max_length"] = float(lengths.max())
         if rewards is not None:
