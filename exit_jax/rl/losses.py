@@ -37,14 +37,21 @@ def token_log_probs_and_entropy(logits: jax.Array, tokens: jax.Array,
     Returns:
       log_probs [batch, seq] f32 (column 0 is 0) and entropy [batch, seq] f32 (column 0 is 0) or None.
     """
-    log_softmax = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
-    picked = jnp.take_along_axis(log_softmax, tokens[:, 1:, None].astype(jnp.int32), axis=-1)[..., 0]
+    # Work on all T positions and shift the [batch, seq] results, not the [batch, seq, vocab] logits: slicing the
+    # logits puts a pad / transposed copy of the whole logit gradient in the backward pass. The target logit is
+    # picked with a compare-select-sum (its gradient is a fused select) rather than take_along_axis (a scatter).
+    logits = logits.astype(jnp.float32)
+    targets = jnp.concatenate([tokens[:, 1:], tokens[:, :1]], axis=1).astype(jnp.int32)  # last column unused
+    log_normaliser = jax.nn.logsumexp(logits, axis=-1)
+    vocab_ids = jax.lax.broadcasted_iota(jnp.int32, logits.shape, 2)
+    target_logit = jnp.sum(jnp.where(vocab_ids == targets[..., None], logits, 0.0), axis=-1)
     pad = jnp.zeros((tokens.shape[0], 1), jnp.float32)
-    log_probs = jnp.concatenate([pad, picked], axis=1)
+    log_probs = jnp.concatenate([pad, (target_logit - log_normaliser)[:, :-1]], axis=1)
     entropy = None
     if with_entropy:
-        ent = -jnp.sum(jnp.exp(log_softmax) * log_softmax, axis=-1)
-        entropy = jnp.concatenate([pad, ent], axis=1)
+        probs = jnp.exp(logits - log_normaliser[..., None])
+        ent = log_normaliser - jnp.sum(probs * logits, axis=-1)
+        entropy = jnp.concatenate([pad, ent[:, :-1]], axis=1)
     return log_probs, entropy
 
 
