@@ -33,13 +33,14 @@ def _buffer_snapshot(trainer) -> dict[str, Any] | None:
             "turn": buffer.turns[:n].tolist()}
 
 
-def _eval_results(workdir: Path) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in sorted((workdir / "eval").glob("step_*.json"))]
+def _eval_scalars(result: dict[str, Any]) -> dict[str, float]:
+    return {"eval/score_k0": result["mean"][0], f"eval/score_k{result['K']}": result["mean"][-1],
+            "eval/delta_K": result["delta_K"]}
 
 
 def run_experiment(config: ml_collections.ConfigDict, workdir: str | Path, progress: bool = True) -> dict[str, Any]:
     """Train and evaluate ``config`` in ``workdir`` (resuming if it holds this run's checkpoints)."""
-    from exit_jax.report import write_report
+    from exit_jax.report import load_eval_results, write_report
     from exit_jax.trainer import Trainer
 
     workdir = Path(workdir)
@@ -59,9 +60,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str | Path, progr
     if not trainer.warm_started:
         trainer.warm_start(log)
         if train.eval_every or train.num_iterations == 0:
-            result = trainer.evaluate()
-            log(trainer.iteration, {"eval/score_k0": result["mean"][0], f"eval/score_k{result['K']}":
-                                    result["mean"][-1]})
+            log(trainer.iteration, _eval_scalars(trainer.evaluate()))
         trainer.save(force=True)
     bar = Progress(train.num_iterations, initial=trainer.iteration,
                    keys=("reward/mean", "loss", "buffer/size", "batch/replay_fraction")) if (
@@ -74,11 +73,8 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str | Path, progr
             bar.update(trainer.iteration, metrics)
         done = trainer.iteration == train.num_iterations
         if train.eval_every and (trainer.iteration % train.eval_every == 0 or done):
-            result = trainer.evaluate()
+            log(trainer.iteration, _eval_scalars(trainer.evaluate()))
             final_evaluated = done
-            log(trainer.iteration, {"eval/score_k0": result["mean"][0],
-                                    f"eval/score_k{result['K']}": result["mean"][-1],
-                                    "eval/delta_K": result["delta_K"]})
         if train.checkpoint_every and (trainer.iteration % train.checkpoint_every == 0 or done or trainer._stop):
             trainer.save()
     if bar is not None:
@@ -95,7 +91,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str | Path, progr
     if not is_main:
         return {"iteration": trainer.iteration}
     logger.close()
-    evals = _eval_results(workdir)
+    evals = load_eval_results(workdir)
     report = write_report(workdir, json.loads(config.to_json_best_effort()), logger.history(), evals,
                           _buffer_snapshot(trainer))
     if train.export_policy:

@@ -36,7 +36,7 @@ from flax import nnx
 
 from exit_jax.checkpoint import RunCheckpointer
 from exit_jax.curriculum import TaskBuffer, iteration_diagnostics, select_batch, settings_from_config, update_buffer
-from exit_jax.curriculum.diversity import diversity_coefficients
+from exit_jax.curriculum.diversity import diversity_coefficients, pool_hidden_states
 from exit_jax.curriculum.multihost import broadcast_selection
 from exit_jax.domains.registry import make_domain
 from exit_jax.evaluation import evaluate
@@ -217,8 +217,7 @@ class Trainer:
         model = nnx.merge(self.learner.graphdef, state)
         _, hidden, _ = model(jnp.asarray(rows["tokens"]), jnp.asarray(rows["positions"]),
                              jnp.asarray(rows["attention_mask"]))
-        mask = rows["loss_mask"].astype(np.float32)[..., None]
-        return np.asarray((np.asarray(hidden, np.float32) * mask).sum(1) / np.maximum(mask.sum(1), 1.0))
+        return np.asarray(pool_hidden_states(hidden, jnp.asarray(rows["loss_mask"])))
 
     def train_iteration(self) -> dict[str, float]:
         config = self.config
