@@ -3,13 +3,16 @@
 For every held-out task and each of ``num_samples`` independent chains (avg@n), the policy answers the base task
 (k = 0) and then improves its latest answer K times with the improve prompt (or debug, when the domain marks the
 previous iterate as crashed). A domain with its own test-time scaffold (the MLE greedy search) provides
-``evaluation_chain``; it is used instead. All chains advance together, one batched policy call per step.
+``evaluation_chain(task_ids, policy_fn, K, num_samples)``; it is used instead and returns the
+``[tasks][samples][K + 1]`` scores, optionally with a ``traces`` attribute ({task_id: [chain: [step dicts]]}, JSON
+data: what the policy wrote at each step and how it scored) that is copied into the result. All chains advance
+together, one batched policy call per step.
 
 The result (also written to ``<workdir>/eval/step_<N>.json``)::
 
     {"step", "domain", "split", "K", "k": [0..K], "mean": [K+1], "std": [K+1] (over chains), "per_task": {id: [K+1]},
      "ceiling": {id: best known score} (when the domain knows it), "delta_K", "net_corrections": [K+1] or None,
-     "avg_at_n"}
+     "avg_at_n", "traces": {id: [chain: [step dicts]]} (when the domain's scaffold provides them)}
 
 ``net_corrections[k]`` (binary domains) counts chains that went incorrect -> correct between k = 0 and k minus those
 that went correct -> incorrect.
@@ -55,8 +58,14 @@ def net_corrections(correct: np.ndarray) -> list[int]:
 def evaluate(domain: Domain, policy_fn: PolicyFn, task_ids: Sequence[str], K: int, num_samples: int = 1,
              step: int = 0, split: str = "heldout", binary: bool = False) -> dict[str, Any]:
     """Run the K-step evaluation (see module docstring) and summarise it."""
+    traces = None
     if hasattr(domain, "evaluation_chain"):
-        scores = np.asarray(domain.evaluation_chain(task_ids, policy_fn, K, num_samples), dtype=np.float64)
+        chains = domain.evaluation_chain(task_ids, policy_fn, K, num_samples)
+        traces = getattr(chains, "traces", None)
+        scores = np.asarray(chains, dtype=np.float64)
+        if scores.shape != (len(task_ids), num_samples, K + 1):
+            raise ValueError(f"{type(domain).__name__}.evaluation_chain returned scores of shape {scores.shape}, "
+                             f"expected [tasks, samples, K + 1] = {(len(task_ids), num_samples, K + 1)}")
     else:
         scores = _chain_scores(domain, task_ids, policy_fn, K, num_samples)
     per_chain = scores.reshape(-1, K + 1)
@@ -72,4 +81,6 @@ def evaluate(domain: Domain, policy_fn: PolicyFn, task_ids: Sequence[str], K: in
     }
     if hasattr(domain, "ceiling"):
         result["ceiling"] = {t: float(domain.ceiling(t)) for t in task_ids}
+    if traces is not None:
+        result["traces"] = traces
     return result

@@ -57,15 +57,16 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str | Path, progr
             logger.log(step, scalars)
 
     train = config.train
+    final_evaluated = False
     if not trainer.warm_started:
         trainer.warm_start(log)
         if train.eval_every or train.num_iterations == 0:
             log(trainer.iteration, _eval_scalars(trainer.evaluate()))
+            final_evaluated = train.num_iterations == 0  # the base policy's run: this is its final evaluation
         trainer.save(force=True)
     bar = Progress(train.num_iterations, initial=trainer.iteration,
                    keys=("reward/mean", "loss", "buffer/size", "batch/replay_fraction")) if (
         progress and is_main) else None
-    final_evaluated = False
     while trainer.iteration < train.num_iterations and not trainer._stop:
         metrics = trainer.train_iteration()
         log(trainer.iteration, metrics)

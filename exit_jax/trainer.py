@@ -22,7 +22,9 @@ exactly the mean negative log-likelihood gradient of the demonstrations.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -44,7 +46,7 @@ from exit_jax.models.tokenizer import chat_tokens
 from exit_jax.policy import Policy
 from exit_jax.rl.batch import completion_batch
 from exit_jax.rl.learner import GRPOLearner
-from exit_jax.sharding import host_value, make_mesh
+from exit_jax.sharding import global_array, host_value, make_mesh
 from exit_jax.types import Episode, Message
 
 
@@ -270,11 +272,31 @@ class Trainer:
 
     # ------------------------------------------------------------------ warm start
     def warm_start(self, log) -> None:
-        """Supervised warm start on the domain's demonstrations (see module docstring)."""
+        """Supervised warm start on the domain's demonstrations (see module docstring).
+
+        With ``warm_start.cache_dir`` set, the warm-started parameters and the logged NLLs are stored there under a
+        key of everything they depend on, and a later run with the same key (another method or ablation of the same
+        seed in a sweep: the ladder's shared base policy) loads them instead of training again; the result, the
+        logged metrics included, is bitwise the same either way.
+        """
         ws = self.config.warm_start
         if ws.steps <= 0 or self.warm_started or not hasattr(self.domain, "demonstrations"):
             self.warm_started = True
             return
+        cache = self._warm_start_cache_path()
+        if cache is not None and cache.with_suffix(".json").exists():
+            params, logged = self._load_warm_start(cache)
+            for step, metrics in logged:
+                log(step, metrics)
+            self.learner.reset_optimizer(params)
+            self.warm_started = True
+            return
+        logged: list[tuple[int, dict[str, float]]] = []
+
+        def record(step: int, metrics: dict[str, float]) -> None:
+            logged.append((step, metrics))
+            log(step, metrics)
+
         sft_config = ml_collections.ConfigDict(self.config.rl.to_dict())
         sft_config.update(learning_rate=ws.learning_rate, loss_type="dapo", num_iterations=1, beta=0.0,
                           batch_size=ws.batch_size, num_generations=2, micro_batch_size=None, warmup_steps=0,
@@ -293,10 +315,50 @@ class Trainer:
                 # The GRPO loss at ratio 1 is a constant; log the demonstrations' NLL per token instead.
                 log_probs = host_value(sft._log_probs(sft.params, sft.rest, sft._device_batch(dict(rows))))
                 mask = rows["loss_mask"]
-                log(-ws.steps + step, {"warm_start/nll": float(-(log_probs * mask).sum() / max(mask.sum(), 1))})
+                record(-ws.steps + step, {"warm_start/nll": float(-(log_probs * mask).sum() / max(mask.sum(), 1))})
             sft.update(rows)
+        if cache is not None and jax.process_index() == 0:
+            self._store_warm_start(cache, sft.params, logged)
         self.learner.reset_optimizer(sft.params)
         self.warm_started = True
+
+    def _warm_start_cache_path(self) -> Path | None:
+        directory = self.config.warm_start.get("cache_dir", "")
+        if not directory:
+            return None
+        config = self.config
+        key = {"model": config.model.to_dict(), "seed": config.seed, "warm_start": config.warm_start.to_dict(),
+               "domain": config.domain.to_dict(), "sampling": config.sampling.to_dict(),
+               "rl_optimizer": {k: config.rl[k] for k in ("max_grad_norm", "adam_b1", "adam_b2", "adam_eps",
+                                                          "weight_decay", "max_completion_length")},
+               "devices": jax.device_count(), "mesh": config.mesh.to_dict()}
+        key["warm_start"].pop("cache_dir", None)
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return Path(directory) / f"{config.experiment}-seed{config.seed}-{digest}"
+
+    def _store_warm_start(self, path: Path, params, logged) -> None:
+        """Parameters as an .npz (leaf order of the state tree) and the logged metrics, each written atomically;
+        the .json (written last) marks the entry complete."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        leaves = [host_value(x) for x in jax.tree.leaves(params)]
+        tmp = path.parent / f".{path.name}.{os.getpid()}.npz"
+        np.savez(tmp, *leaves)
+        tmp.replace(path.with_suffix(".npz"))
+        meta = path.parent / f".{path.name}.{os.getpid()}.json"
+        meta.write_text(json.dumps({"logged": logged, "leaves": [list(x.shape) for x in leaves]}))
+        meta.replace(path.with_suffix(".json"))
+
+    def _load_warm_start(self, path: Path):
+        meta = json.loads(path.with_suffix(".json").read_text())
+        with np.load(path.with_suffix(".npz")) as data:
+            leaves = [data[f"arr_{i}"] for i in range(len(data.files))]
+        current = jax.tree.leaves(self.learner.params)
+        if [list(x.shape) for x in current] != meta["leaves"] or len(leaves) != len(current):
+            raise ValueError(f"warm-start cache {path}: parameter shapes do not match this model; delete it")
+        treedef = jax.tree.structure(self.learner.params)
+        placed = [global_array(leaf.astype(old.dtype), old.sharding) if self.mesh is not None
+                  else jnp.asarray(leaf, old.dtype) for leaf, old in zip(leaves, current, strict=True)]
+        return jax.tree.unflatten(treedef, placed), [(int(s), m) for s, m in meta["logged"]]
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict[str, Any]:

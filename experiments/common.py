@@ -3,7 +3,7 @@
 ``arg`` is a comma-separated list of a preset name and ``key=value`` pairs, e.g. ``smoke``, ``method=grpo``,
 ``smoke,method=diverge,seed=2``. Presets: ``default`` (the embedded CPU run), ``smoke`` (under 2 minutes, for tests) and
 one per paper model (real checkpoints on TPU, hyperparameters from the paper's Tables 4-6). ``method`` picks the rung of
-the ladder grpo | curriculum | improve | diverge | exit.
+the ladder grpo | curriculum | improve | diverge | exit; ``ladder_sweep`` adds the base-policy rung for ``--sweep``.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def base_config(experiment: str, preset: str, options: dict[str, str]) -> ml_col
     c.curriculum.seed = c.seed
     c.train = ml_collections.ConfigDict(dict(num_iterations=100, num_prompts=8, eval_every=0, checkpoint_every=10,
                                              keep_checkpoints=3, log_every=1, export_policy=True))
-    c.warm_start = ml_collections.ConfigDict(dict(steps=0, batch_size=32, learning_rate=1e-3))
+    c.warm_start = ml_collections.ConfigDict(dict(steps=0, batch_size=32, learning_rate=1e-3, cache_dir=""))
     c.eval = ml_collections.ConfigDict(dict(split="heldout", K=16, num_samples=1, max_tasks=0, greedy=False,
                                             binary=False))
     c.sweep = []
@@ -96,6 +96,35 @@ def apply_real_model(c: ml_collections.ConfigDict, env_var: str) -> ml_collectio
     return c
 
 
-def ladder_sweep(seeds: int = 3) -> list[dict]:
-    """The paper's method ladder x seeds, as dotted overrides for ``--sweep``."""
-    return [{"curriculum.method": m, "seed": s, "curriculum.seed": s} for m in METHODS for s in range(seeds)]
+BASE_RUNG = "base"
+LADDER: tuple[str, ...] = (BASE_RUNG, *METHODS)  # the rows of the paper's Table 1, in order
+
+
+def base_rung(seed: int) -> dict:
+    """The base policy's sweep entry: warm start and evaluation only (``train.num_iterations=0``), labelled ``base``.
+
+    ``exit_jax.run`` evaluates right after the warm start when there are no iterations, so this member's score is
+    the warm-started policy's (the stand-in for the paper's instruction-tuned base model). The method it names is
+    irrelevant (nothing is trained); ``grpo`` keeps its config simplest.
+    """
+    return {"_label": BASE_RUNG, "curriculum.method": "grpo", "train.num_iterations": 0, "seed": seed,
+            "curriculum.seed": seed}
+
+
+def ladder_sweep(seeds: int = 3, *, base: bool = True) -> list[dict]:
+    """The paper's ladder (base policy, then the RL methods ``METHODS``) x seeds, as entries for ``--sweep``.
+
+    Every entry carries the display label ``"_label"`` (``exit_jax.sweep.LABEL_KEY``; not a config override): the
+    rung's name, so members are named ``grpo,seed=0,curriculum.seed=0`` and grouped as ``grpo`` in tables. The RL
+    rungs override only the method and the seeds, so they share the config's ``train.num_iterations``,
+    ``train.num_prompts`` and ``rl.num_generations``: equal training compute.
+
+    Args:
+      seeds: seeds 0..seeds-1 for every rung.
+      base: include the base-policy rung (``base_rung``).
+    """
+    if seeds < 1:
+        raise ValueError(f"ladder_sweep needs at least one seed, got {seeds}")
+    rungs = [base_rung(s) for s in range(seeds)] if base else []
+    return rungs + [{"_label": m, "curriculum.method": m, "seed": s, "curriculum.seed": s}
+                    for m in METHODS for s in range(seeds)]

@@ -29,9 +29,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = base_config("mle", preset, options)
     c.domain = ml_collections.ConfigDict(dict(
         name="mle", solution_format="compact", workers=2, feedback_chars=2000,
-        limits=ml_collections.ConfigDict(dict(timeout_s=60.0, memory_mb=4096))))
+        limits=ml_collections.ConfigDict(dict(timeout_s=10.0, memory_mb=4096))))
     c.rl.num_generations = 8
-    c.rl.learning_rate = 2e-4
+    c.rl.learning_rate = 1e-4
     c.rl.warmup_steps = 0
     c.sampling.max_prompt_length = 160
     c.sampling.max_new_tokens = 48
@@ -39,10 +39,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.curriculum.min_buffer_size = 16
     c.curriculum.replay_prob = 0.5
     c.curriculum.divergence_prob = 0.2
-    c.train.num_prompts = 8
+    c.train.num_prompts = 4  # Table 6
     c.train.num_iterations = 40
     c.train.checkpoint_every = 10
-    c.warm_start.steps = 60
+    c.warm_start.steps = 120
     c.warm_start.batch_size = 32
     c.warm_start.learning_rate = 2e-3
     c.eval.K = 16

@@ -1,12 +1,13 @@
 """exit_jax's entry point.
 
     python launch/tpu_run.py --config=experiments/mle.py[:preset,method=...,seed=...] [--config.a.b=value]
-                             [--workdir=DIR] [--sweep [--parallel=N | --print_commands]]
+                             [--workdir=DIR] [--sweep [--parallel=N | --print_commands] [--results_md=PATH]]
                              [--tpu=NAME --zone=ZONE [--project=P] [--dry_run]]
 
 An existing workdir resumes from its latest checkpoint. ``--sweep`` runs every member of the config's sweep in its own
-workdir and writes one comparison table and plot. ``--tpu`` copies the code to every worker of a Cloud TPU VM and runs
-the same command there (``--dry_run`` prints the gcloud commands instead).
+workdir and writes one comparison table and plot, and the results page ``<sweep dir>/results.md`` (plus
+``--results_md``, e.g. docs/results.md; see exit_jax/results.py). ``--tpu`` copies the code to every worker of a Cloud
+TPU VM and runs the same command there (``--dry_run`` prints the gcloud commands instead).
 """
 
 import os
@@ -24,6 +25,7 @@ flags.DEFINE_string("workdir", None, "run directory (default runs/<experiment>-<
 flags.DEFINE_bool("sweep", False, "run every member of config.sweep.members")
 flags.DEFINE_integer("parallel", 1, "sweep members run at once")
 flags.DEFINE_bool("print_commands", False, "with --sweep: print one command per member instead of running")
+flags.DEFINE_string("results_md", None, "with --sweep: also write the results page here (e.g. docs/results.md)")
 flags.DEFINE_string("tpu", None, "Cloud TPU VM name: run there on every worker")
 flags.DEFINE_string("zone", None, "Cloud TPU zone")
 flags.DEFINE_string("project", None, "GCP project")
@@ -49,21 +51,43 @@ def _config_arg(argv_all: list[str]) -> str:
     raise app.UsageError("--config=experiments/<name>.py is required")
 
 
-def run_sweep(config, sweep_dir: str, parallel: int, print_only: bool) -> int:
-    from exit_jax import sweep
+def run_sweep(config, sweep_dir: str, parallel: int, print_only: bool, results_md: str | None = None) -> int:
+    """Runs (or prints) every sweep member, then writes comparison.md and the results page(s).
+
+    The results page (``exit_jax.results``) goes to ``<sweep_dir>/results.md`` and, with ``results_md``, also there
+    (e.g. ``docs/results.md``, where it replaces only this experiment's block).
+    """
+    import shlex
+
+    from exit_jax import results, sweep
 
     overrides = [a for a in _passthrough_args(sys.argv, ("--sweep", "--parallel", "--print_commands", "--workdir",
-                                                          "--config=")) if a != "--config"]
+                                                          "--results_md", "--config=")) if a != "--config"]
+    if (config.warm_start.steps > 0 and not config.warm_start.cache_dir
+            and not any(a.startswith("--config.warm_start.cache_dir") for a in overrides)):
+        # Members of one seed share the warm-started base policy: trained once, loaded by the others (bitwise).
+        overrides.append(f"--config.warm_start.cache_dir={os.path.join(sweep_dir, 'warm_start')}")
     members = sweep.plan(config, _config_arg(sys.argv), sweep_dir, overrides, python=sys.executable)
     if print_only:
         for member in members:
             print(" ".join(member.command))
         return 0
+    sweep.write_manifest(sweep_dir, members)
     codes = sweep.run_local([m.command for m in members], parallel=parallel, names=[m.name for m in members])
     table, plot = sweep.compare({m.name: m.workdir for m in members}, sweep_dir,
-                                overrides=[m.overrides for m in members])
+                                overrides=[m.overrides for m in members], labels=[m.label for m in members])
     print(table)
     print(f"comparison: {os.path.join(sweep_dir, 'comparison.md')}" + (f", plot {plot}" if plot else ""))
+    command = shlex.join(["python", os.path.relpath(sys.argv[0]) if os.path.isabs(sys.argv[0]) else sys.argv[0],
+                          *sys.argv[1:]])
+    for out_md in [os.path.join(sweep_dir, "results.md")] + ([results_md] if results_md else []):
+        try:
+            page = results.write_results(sweep_dir, out_md, command=command)
+        except (ValueError, OSError) as error:
+            print(f"error: results page {out_md}: {error}", file=sys.stderr)
+            codes.append(1)
+            continue
+        print(f"results: {page.path} (" + ", ".join(f"{key}: {status}" for key, status in page.verdict.items()) + ")")
     return 0 if all(code == 0 for code in codes) else 1
 
 
@@ -150,7 +174,7 @@ def main(argv):
 
     if FLAGS.sweep:
         return run_sweep(config, FLAGS.workdir or os.path.join("runs", f"{config.experiment}-sweep"),
-                         FLAGS.parallel, FLAGS.print_commands)
+                         FLAGS.parallel, FLAGS.print_commands, FLAGS.results_md)
 
     from exit_jax.tpu_vm import maybe_initialize_distributed
 

@@ -130,3 +130,52 @@ def test_compare_with_explicit_overrides_and_no_evaluations(tmp_path):
     assert png is None
     assert "| all | 0/2 |" in table
     assert (tmp_path / "out" / "comparison.md").exists()
+
+
+def test_labels_name_and_group_members_but_are_not_overrides(tmp_path):
+    entries = [{"_label": "base", "train.num_iterations": 0, "seed": s} for s in (0, 1)]
+    entries.append({"method": "exit", "seed": 0})
+    planned = sweep.plan({"sweep": entries}, "experiments/mle.py", tmp_path)
+    assert [(m.name, m.label) for m in planned] == [("base,seed=0", "base"), ("base,seed=1", "base"),
+                                                     ("method=exit,seed=0", None)]
+    assert planned[0].overrides == {"train.num_iterations": 0, "seed": 0}
+    assert not any(argument.startswith("--config._label") for argument in planned[0].command)
+    assert sweep.parse_member_name("base,seed=1") == {sweep.LABEL_KEY: "base", "seed": "1"}
+    assert sweep.parse_member_name("shape=_2,_4_") == {"shape": "_2"}  # a sanitized value is no label
+    assert sweep.group_label(sweep.parse_member_name("base,seed=1")) == "base"
+    assert sweep.group_label({"method": "exit", "seed": 3, "curriculum.seed": 3}) == "method=exit"
+    manifest = sweep.write_manifest(tmp_path, planned)
+    assert json.loads(manifest.read_text())["members"][0]["workdir"] == "base,seed=0"
+    assert [(e["name"], e["label"], e["workdir"]) for e in sweep.read_manifest(tmp_path)] == [
+        (m.name, m.label, tmp_path / m.name) for m in planned]
+    manifest.write_text("{not json")
+    with pytest.raises(ValueError, match="not a sweep manifest"):
+        sweep.read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize("entries, message", [
+    ([{"_label": "a,b", "seed": 0}], "a label must be"), ([{"_label": 3, "seed": 0}], "a label must be"),
+    ([{"_label": "base"}], "no overrides"),
+    ([{"_label": "base", "seed": 0, "x": 1}, {"_label": "base", "seed": 0, "x": 2}], "must differ in a seed key")])
+def test_malformed_labels_name_the_problem(entries, message):
+    with pytest.raises(ValueError, match=message):
+        sweep.members({"sweep": entries})
+
+
+def test_compare_groups_by_explicit_labels_and_reads_the_trainers_reward_key(tmp_path):
+    rewards = {}
+    for seed in range(2):
+        workdir = tmp_path / f"w{seed}"
+        write_member(workdir, 2, [0.1, 0.2, 0.3], 0.2, [])
+        rewards[seed] = np.arange(10.0) + seed
+        (workdir / "metrics.jsonl").write_text("".join(json.dumps({"step": i, "reward/mean": r}) + "\n"
+                                                       for i, r in enumerate(rewards[seed])))
+    table, _ = sweep.compare({"w0": tmp_path / "w0", "w1": tmp_path / "w1"}, tmp_path,
+                             overrides=[{"seed": 0, "x": 1}, {"seed": 1, "x": 2}], labels=["grpo", "grpo"])
+    row = table.splitlines()[2].split("|")
+    assert row[1].strip() == "grpo" and row[2].strip() == "2/2"
+    finals = [rewards[seed][-1] for seed in range(2)]  # last 10% of 10 records
+    assert [float(part) for part in row[-2].split("±")] == pytest.approx([np.mean(finals), np.std(finals, ddof=1)],
+                                                                         abs=5e-5)
+    with pytest.raises(ValueError, match="2 members but 1 labels"):
+        sweep.compare({"w0": tmp_path / "w0", "w1": tmp_path / "w1"}, tmp_path, labels=["grpo"])

@@ -180,7 +180,7 @@ class Decoder(nnx.Module):
         }
 
     def __call__(self, tokens: jax.Array, positions: jax.Array, attention_mask: jax.Array,
-                 cache: Cache | None = None, cache_index: jax.Array | int | None = None
+                 cache: Cache | None = None, cache_index: jax.Array | int | None = None, logits_from: int = 0
                  ) -> tuple[jax.Array, jax.Array, Cache | None]:
         """Forward pass.
 
@@ -190,9 +190,12 @@ class Decoder(nnx.Module):
           attention_mask: bool [batch, seq], True for real tokens (padding may be on either side).
           cache: optional KV cache from ``init_cache``; new keys/values go to slots ``cache_index ..``.
           cache_index: int32 scalar slot of ``tokens[:, 0]`` in the cache.
+          logits_from: static; logits only for positions ``logits_from ..`` (a train step that needs log-probs of
+            the completion only skips the vocabulary projection of the prompt).
 
         Returns:
-          logits f32 [batch, seq, vocab], final hidden states [batch, seq, embed], and the updated cache.
+          logits f32 [batch, seq - logits_from, vocab], final hidden states [batch, seq, embed], and the updated
+          cache.
         """
         cd = self.config.compute_dtype
         attention_mask = attention_mask.astype(bool)
@@ -217,7 +220,8 @@ class Decoder(nnx.Module):
             new_layers.append(layer_cache)
         hidden = self.final_norm(x)
         head = (self.embed.get_value().T if self.lm_head is None else self.lm_head.get_value()).astype(cd)
-        logits = jnp.einsum("btd,dv->btv", hidden, head, preferred_element_type=jnp.float32)
+        logits = jnp.einsum("btd,dv->btv", hidden[:, logits_from:] if logits_from else hidden, head,
+                            preferred_element_type=jnp.float32)
         logits = constrain(logits, ("batch", "seq", "vocab"))
         new_cache = None if cache is None else {"layers": new_layers, "mask": key_mask}
         return logits, hidden, new_cache

@@ -52,3 +52,35 @@ def completion_batch(prompt_tokens: np.ndarray, prompt_mask: np.ndarray, complet
         out["old_log_probs"] = np.concatenate(
             [np.zeros((batch, prompt_length), np.float32), np.asarray(old_log_probs, np.float32)], axis=1)
     return out
+
+
+def trim_padding(batch: dict[str, np.ndarray], multiple: int = 16) -> tuple[dict[str, np.ndarray], int]:
+    """Drops the columns that are padding in every row and finds where the loss starts, both in steps of
+    ``multiple`` so that only a few shapes (compilations) ever occur.
+
+    A batch laid out for a fixed ``max_prompt_length + max_new_tokens`` is mostly padding when prompts are short:
+    the train step's cost is linear in the columns it keeps and, for the vocabulary projection, in the columns from
+    the first trained token on.
+
+    Args:
+      batch: the train-step dict of host arrays (``tokens``, ``positions``, ``attention_mask``, ``loss_mask`` and
+        optional [B, T] ``old_log_probs`` / ``ref_log_probs``; [B] entries are left alone).
+      multiple: the bucket size, in columns.
+
+    Returns:
+      (the trimmed batch, ``loss_start``): no ``loss_mask`` column before ``loss_start`` is True (a multiple of
+      ``multiple``, 0 when it would be below 1), for ``train_step``'s static argument of that name.
+    """
+    attention = np.asarray(batch["attention_mask"], bool)
+    length = attention.shape[1]
+    used = np.flatnonzero(attention.any(axis=0))
+    if used.size == 0:
+        return batch, 0
+    lead = (int(used[0]) // multiple) * multiple
+    trail = ((length - 1 - int(used[-1])) // multiple) * multiple
+    keep = slice(lead, length - trail)
+    out = {k: (np.asarray(v)[:, keep] if np.ndim(v) == 2 and np.shape(v)[1] == length else v)
+           for k, v in batch.items()}
+    trained = np.flatnonzero(np.asarray(out["loss_mask"], bool).any(axis=0))
+    loss_start = (int(trained[0]) // multiple) * multiple if trained.size else 0
+    return out, loss_start if loss_start >= 1 else 0

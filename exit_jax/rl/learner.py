@@ -17,6 +17,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from exit_jax.rl import advantages as advantages_lib
 from exit_jax.rl import train_step as step_lib
+from exit_jax.rl.batch import trim_padding
 from exit_jax.rl.config import validate_config
 
 
@@ -117,18 +118,24 @@ class GRPOLearner:
 
         Returns host floats: the train-step metrics averaged over the ``num_iterations`` epochs, plus
         ``completions/mean_length`` and ``completions/max_length`` (trained tokens per row).
+
+        Host batches are first cut to the columns that hold tokens (``batch.trim_padding``); the vocabulary
+        projection runs only from the first trained column on. Neither changes the loss.
         """
         config = self.config
+        loss_start = 0
+        if all(isinstance(batch[k], np.ndarray) for k in ("attention_mask", "loss_mask")):
+            batch, loss_start = trim_padding(batch)
         batch = self._device_batch(batch)
         with step_lib.mesh_context(self.mesh):
             if config.beta > 0:
-                batch["ref_log_probs"] = self._log_probs(self.ref_params, self.rest, batch)
+                batch["ref_log_probs"] = self._log_probs(self.ref_params, self.rest, batch, loss_start=loss_start)
             if config.num_iterations > 1 and "old_log_probs" not in batch:
-                batch["old_log_probs"] = self._log_probs(self.params, self.rest, batch)
+                batch["old_log_probs"] = self._log_probs(self.params, self.rest, batch, loss_start=loss_start)
         epoch_metrics = []
         for _ in range(config.num_iterations):
             self.params, self.opt_state, metrics = self._train_step(self.params, self.opt_state, self.rest,
-                                                                    batch)
+                                                                    batch, loss_start)
             epoch_metrics.append(metrics)
         self.iteration += 1
         if (config.beta > 0 and config.ref_update_interval

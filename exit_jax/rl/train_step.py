@@ -61,23 +61,35 @@ def merge_microbatches(x: jax.Array) -> jax.Array:
 
 
 def policy_log_probs(graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State, batch: Batch,
-                     with_entropy: bool = False) -> tuple[jax.Array, jax.Array | None]:
-    """Forward the model and return per-token log-probs [B, T] (and entropies [B, T]) aligned with ``tokens``."""
+                     with_entropy: bool = False, loss_start: int = 0) -> tuple[jax.Array, jax.Array | None]:
+    """Forward the model and return per-token log-probs [B, T] (and entropies [B, T]) aligned with ``tokens``.
+
+    ``loss_start`` (static): columns before it are known to carry no loss, so the vocabulary projection runs only
+    for positions ``loss_start - 1 ..`` and those columns come back as 0 (as column 0 always does).
+    """
     model = nnx.merge(graphdef, params, rest)
-    outputs = model(batch["tokens"], batch["positions"], batch["attention_mask"])
+    logits_from = max(loss_start - 1, 0)
+    outputs = model(batch["tokens"], batch["positions"], batch["attention_mask"], logits_from=logits_from)
     logits = outputs[0] if isinstance(outputs, tuple) else outputs
-    return losses.token_log_probs_and_entropy(logits, batch["tokens"], with_entropy)
+    log_probs, entropy = losses.token_log_probs_and_entropy(logits, batch["tokens"][:, logits_from:], with_entropy)
+    if logits_from:
+        pad = ((0, 0), (logits_from, 0))
+        log_probs = jnp.pad(log_probs, pad)
+        entropy = None if entropy is None else jnp.pad(entropy, pad)
+    return log_probs, entropy
 
 
 def make_log_prob_fn(graphdef: nnx.GraphDef, num_microbatches: int) -> Callable[..., jax.Array]:
-    """Jitted ``(params, rest, batch) -> log_probs [B, T]`` for old / reference log-probs, micro-batched."""
+    """Jitted ``(params, rest, batch, loss_start=0) -> log_probs [B, T]`` for old / reference log-probs,
+    micro-batched (``loss_start`` static, as in ``policy_log_probs``)."""
 
-    def compute(params: nnx.State, rest: nnx.State, batch: Batch) -> jax.Array:
+    def compute(params: nnx.State, rest: nnx.State, batch: Batch, loss_start: int = 0) -> jax.Array:
         inputs = {k: split_microbatches(batch[k], num_microbatches) for k in MODEL_INPUTS}
-        per_micro = jax.lax.map(lambda mb: policy_log_probs(graphdef, params, rest, mb)[0], inputs)
+        per_micro = jax.lax.map(lambda mb: policy_log_probs(graphdef, params, rest, mb, False, loss_start)[0],
+                                inputs)
         return merge_microbatches(per_micro)
 
-    return jax.jit(compute)
+    return jax.jit(compute, static_argnames=("loss_start",))
 
 
 def make_optimizer(config) -> optax.GradientTransformation:
@@ -110,16 +122,17 @@ def _objective_options(config) -> dict[str, Any]:
 
 
 def make_loss_and_grad_fn(graphdef: nnx.GraphDef, config, num_microbatches: int
-                          ) -> Callable[[nnx.State, nnx.State, Batch], tuple[nnx.State, dict[str, jax.Array]]]:
-    """``(params, rest, batch) -> (summed gradient, metric sums)``: the micro-batched core of the train step.
+                          ) -> Callable[..., tuple[nnx.State, dict[str, jax.Array]]]:
+    """``(params, rest, batch, loss_start=0) -> (summed gradient, metric sums)``: the micro-batched core of the
+    train step (``loss_start`` static: no ``loss_mask`` column before it is True, see ``policy_log_probs``).
 
     Exposed separately so tests can compare the micro-batched gradient with the full-batch one.
     """
     options = _objective_options(config)
     with_entropy = bool(config.compute_entropy)
 
-    def micro_loss(params, rest, micro):
-        log_probs, entropy = policy_log_probs(graphdef, params, rest, micro, with_entropy)
+    def micro_loss(params, rest, micro, loss_start=0):
+        log_probs, entropy = policy_log_probs(graphdef, params, rest, micro, with_entropy, loss_start)
         old = micro.get("old_log_probs", jax.lax.stop_gradient(log_probs))
         loss, sums = losses.aggregated_loss(log_probs, old, micro["advantages"], micro["loss_mask"],
                                             micro["weights"], ref_log_probs=micro.get("ref_log_probs"),
@@ -129,7 +142,7 @@ def make_loss_and_grad_fn(graphdef: nnx.GraphDef, config, num_microbatches: int
         sums["entropy_sum"] = jnp.sum(mask * entropy) if with_entropy else jnp.zeros(())
         return loss, sums
 
-    def loss_and_grad(params, rest, batch):
+    def loss_and_grad(params, rest, batch, loss_start=0):
         mask = batch["loss_mask"].astype(bool)
         if config.mask_truncated_completions and "truncated" in batch:
             mask = mask & ~batch["truncated"].astype(bool)[:, None]
@@ -146,7 +159,7 @@ def make_loss_and_grad_fn(graphdef: nnx.GraphDef, config, num_microbatches: int
 
         def body(carry, micro):
             grad_sum, metric_sum = carry
-            grads, sums = grad_fn(params, rest, micro)
+            grads, sums = grad_fn(params, rest, micro, loss_start)
             return (jax.tree.map(jnp.add, grad_sum, grads), jax.tree.map(jnp.add, metric_sum, sums)), None
 
         zero_grads = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
@@ -197,8 +210,8 @@ def make_train_step(graphdef: nnx.GraphDef, config, optimizer: optax.GradientTra
     """
     loss_and_grad = make_loss_and_grad_fn(graphdef, config, num_microbatches)
 
-    def step(params, opt_state, rest, batch):
-        grads, sums = loss_and_grad(params, rest, batch)
+    def step(params, opt_state, rest, batch, loss_start=0):
+        grads, sums = loss_and_grad(params, rest, batch, loss_start)
         grad_norm = optax.tree.norm(grads)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
@@ -207,11 +220,11 @@ def make_train_step(graphdef: nnx.GraphDef, config, optimizer: optax.GradientTra
     out_shardings = None
     if mesh is not None and params_sharding is not None and opt_state_sharding is not None:
         out_shardings = (params_sharding, opt_state_sharding, NamedSharding(mesh, PartitionSpec()))
-    jitted = jax.jit(step, donate_argnums=(0, 1), out_shardings=out_shardings)
+    jitted = jax.jit(step, donate_argnums=(0, 1), out_shardings=out_shardings, static_argnames=("loss_start",))
 
-    def run(params, opt_state, rest, batch):
+    def run(params, opt_state, rest, batch, loss_start: int = 0):
         with mesh_context(mesh):
-            return jitted(params, opt_state, rest, batch)
+            return jitted(params, opt_state, rest, batch, loss_start=loss_start)
 
     run.jitted = jitted
     return run

@@ -150,3 +150,67 @@ def test_one_device_and_2x4_mesh_give_the_same_parameters_and_reference_mixes():
         for key in ("loss", "kl", "grad_norm", "clip_ratio/region_mean"):
             np.testing.assert_allclose(sharded_metrics[-1][key], single_metrics[-1][key], rtol=1e-4, atol=1e-6)
     assert single_metrics[-1]["kl"] > 0 and single_metrics[-1]["grad_norm"] > 0
+
+
+def _pad_columns(batch, left, right):
+    """The same batch with ``left`` / ``right`` extra columns that are padding in every row."""
+    out = {}
+    for key, value in batch.items():
+        if np.ndim(value) == 2:
+            out[key] = np.pad(value, ((0, 0), (left, right)))
+        else:
+            out[key] = value
+    return out
+
+
+def test_trim_padding_drops_only_all_padding_columns_in_buckets():
+    from exit_jax.rl.batch import trim_padding
+
+    batch, _ = _batch(4)
+    padded = _pad_columns(batch, 21, 18)
+    trimmed, loss_start = trim_padding(padded, multiple=8)
+    # 21 leading pad columns (+ any of the original's) -> 16 dropped; 18 trailing -> 16 dropped.
+    lead = int(np.flatnonzero(padded["attention_mask"].any(axis=0))[0])
+    assert lead >= 21
+    keep = slice((lead // 8) * 8, padded["tokens"].shape[1] - 16)
+    for key in ("tokens", "positions", "attention_mask", "loss_mask"):
+        np.testing.assert_array_equal(trimmed[key], padded[key][:, keep])
+    np.testing.assert_array_equal(trimmed["advantages"], batch["advantages"])
+    first_loss = int(np.flatnonzero(trimmed["loss_mask"].any(axis=0))[0])
+    assert 1 <= loss_start <= first_loss and loss_start % 8 == 0 and first_loss - loss_start < 8
+    assert trimmed["attention_mask"].sum() == batch["attention_mask"].sum()
+
+
+@pytest.mark.parametrize("loss_start", [PROMPT - 1, PROMPT])
+def test_loss_start_skips_prompt_logits_without_changing_loss_or_gradient(loss_start):
+    graphdef, params, rest = _split()
+    config = _config(loss_type="grpo", beta=0.05)
+    batch, rng = _batch(5)
+    batch, _ = _with_logprobs(graphdef, params, rest, batch, rng, beta=0.05)
+    assert not batch["loss_mask"][:, :PROMPT].any()  # the layout loss_start relies on
+    device_batch = {k: jnp.asarray(v) for k, v in batch.items()}
+    fn = jax.jit(step_lib.make_loss_and_grad_fn(graphdef, config, 2), static_argnames=("loss_start",))
+    full_grads, full_sums = fn(params, rest, device_batch)
+    grads, sums = fn(params, rest, device_batch, loss_start=loss_start)
+    np.testing.assert_allclose(float(sums["loss"]), float(full_sums["loss"]), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(float(sums["entropy_sum"]), float(full_sums["entropy_sum"]), rtol=1e-6)
+    for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(full_grads), strict=True):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-7)
+    inputs = {k: device_batch[k] for k in step_lib.MODEL_INPUTS}
+    full = np.asarray(step_lib.policy_log_probs(graphdef, params, rest, inputs)[0])
+    cut = np.asarray(step_lib.policy_log_probs(graphdef, params, rest, inputs, loss_start=loss_start)[0])
+    np.testing.assert_allclose(cut[:, loss_start:], full[:, loss_start:], rtol=1e-5, atol=1e-6)
+    assert not cut[:, :loss_start].any()
+
+
+def test_learner_update_on_a_padded_host_batch_equals_the_untrimmed_update():
+    config = _config(loss_type="dapo", beta=0.05, learning_rate=1e-2)
+    batch = _pad_columns(_batch(6)[0], 37, 20)
+    trimmed = GRPOLearner(Decoder(TINY, rngs=nnx.Rngs(0)), config)
+    untrimmed = GRPOLearner(Decoder(TINY, rngs=nnx.Rngs(0)), config)
+    got = trimmed.update(batch)  # host arrays: 32 leading and 16 trailing pad columns dropped, logits cut
+    want = untrimmed.update({k: jnp.asarray(v) for k, v in batch.items()})  # device arrays: used as given
+    for key in ("loss", "kl", "entropy", "grad_norm", "num_tokens"):
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-7)
+    for a, b in zip(jax.tree.leaves(trimmed.params), jax.tree.leaves(untrimmed.params), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)

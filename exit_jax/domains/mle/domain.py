@@ -179,11 +179,24 @@ class MLEDomain:
     def evaluation_chain(self, task_ids: Sequence[str], policy_fn: PolicyFn, steps: int, num_samples: int
                          ) -> list[list[list[float]]]:
         """[tasks][samples][steps + 1]: the normalised test score of the node the greedy search would submit after
-        each step (the paper's MLE test-time scaffold; its choices use only the solutions' own validation scores)."""
-        from exit_jax.domains.mle.scaffold import greedy_search
+        each step (the paper's MLE test-time scaffold; its choices use only the solutions' own validation scores).
 
-        return [[[s.best_test_normalized for s in greedy_search(self, task_id, policy_fn, steps).steps]
-                 for _ in range(num_samples)] for task_id in task_ids]
+        All chains advance together (one batched policy call and one parallel grade per step). The returned nested
+        list also carries the searches behind it as ``.traces`` ({task_id: [chain: [step dicts]]}), which
+        ``evaluation.evaluate`` writes to the eval JSON."""
+        from exit_jax.domains.mle.scaffold import SearchScores, greedy_search_many
+
+        return SearchScores(greedy_search_many(self, task_ids, policy_fn, steps, num_samples), task_ids, num_samples)
+
+    def ceiling(self, task_id: str) -> float:
+        """The best known normalised test score of a competition, shown in reports so saturation is visible.
+
+        Built-ins: the best of their reference specs (``builtin.reference_specs``) graded through the sandbox on
+        first use and cached beside the competition. Extra competitions have no reference: 1.0, the top of their
+        range. Only for reports; never part of a prompt or a choice."""
+        if task_id in self._extra:
+            return 1.0
+        return builtin.reference_ceiling(self.competition(task_id), self.evaluator)
 
     def close(self) -> None:
         if self._background is not None:
