@@ -333,6 +333,9 @@ class Trainer:
                                                           "weight_decay", "max_completion_length")},
                "devices": jax.device_count(), "mesh": config.mesh.to_dict()}
         key["warm_start"].pop("cache_dir", None)
+        # What the demonstrations and prompts look like (a code change to either must not load a stale entry).
+        probe = self.domain.demonstrations(16, np.random.default_rng(0))
+        key["demonstrations"] = [[m.content for m in self.domain.render(inst)] + [text] for inst, text in probe]
         digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
         return Path(directory) / f"{config.experiment}-seed{config.seed}-{digest}"
 

@@ -82,6 +82,7 @@ def apply_smoke(c: ml_collections.ConfigDict, *, num_generations: int, K: int, m
     c.curriculum.min_buffer_size = 2
     c.eval.K = K
     c.eval.max_tasks = max_tasks
+    c.eval.num_samples = 1
     return c
 
 

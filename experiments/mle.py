@@ -46,7 +46,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.warm_start.batch_size = 32
     c.warm_start.learning_rate = 2e-3
     c.eval.K = 16
-    c.eval.num_samples = 1
+    c.eval.num_samples = 4  # avg@4: 12 greedy-search chains advance together
     c.sweep = ladder_sweep(3)
     if preset == "smoke":
         apply_smoke(c, num_generations=4, K=2, max_tasks=1)

@@ -14,6 +14,20 @@ def _trainer(tmp_path, name, seed=0):
     return Trainer(config, tmp_path / name)
 
 
+def _count_training_batches(trainer) -> list[int]:
+    """Records the demonstration batches the warm start trains on (the cache key's own probe draws 16, not these)."""
+    batches, original = [], trainer.domain.demonstrations
+    size = trainer.config.warm_start.batch_size
+
+    def counted(count, rng):
+        if count == size:
+            batches.append(count)
+        return original(count, rng)
+
+    trainer.domain.demonstrations = counted
+    return batches
+
+
 def _warm_start(trainer):
     logged = []
     trainer.warm_start(lambda step, metrics: logged.append((step, metrics)))
@@ -28,22 +42,18 @@ def test_cached_warm_start_is_bitwise_equal_and_skips_training(tmp_path):
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
 
     second = _trainer(tmp_path, "b")
-
-    def no_training(*_args, **_kwargs):
-        raise AssertionError("a cached warm start must not draw demonstrations")
-
-    second.domain.demonstrations = no_training
+    batches = _count_training_batches(second)
     logged_again, params_again = _warm_start(second)
+    assert batches == [], "a cached warm start must not draw training demonstrations"
     assert logged_again == logged
     for got, want in zip(params_again, params, strict=True):
         np.testing.assert_array_equal(got, want)
     assert second.warm_started
 
     other_seed = _trainer(tmp_path, "c", seed=1)
-    calls = []
-    original = other_seed.domain.demonstrations
-    other_seed.domain.demonstrations = lambda *a, **k: calls.append(1) or original(*a, **k)
+    batches = _count_training_batches(other_seed)
     _warm_start(other_seed)
-    assert calls and len(list((tmp_path / "cache").glob("*.npz"))) == 2
+    assert len(batches) == other_seed.config.warm_start.steps
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
     for trainer in (first, second, other_seed):
         trainer.domain.close()

@@ -4,8 +4,9 @@ A freshly initialised ~4M-parameter policy cannot write a valid spec, so every r
 have no signal. The warm start teaches the *format and the task structure*, not which solutions are good:
 
 - base prompts -> a random valid spec (one family, sometimes a 2-family ensemble, a few random options);
-- improve / debug prompts -> the previous spec with one or two random edits (what an instruction-following model
-  does when asked to improve something);
+- improve / debug prompts on a valid previous spec -> an edit of one or two random keys (``key=value`` tokens that
+  replace those keys; what an instruction-following model does when asked to improve something);
+- debug prompts whose previous answer was not a spec -> a random valid spec;
 - diverge prompts -> a spec with a different model family and re-drawn options.
 
 Choices are uniform over the spec grammar, so no competition's good answer is leaked; what a good spec is for each
@@ -19,8 +20,20 @@ import numpy as np
 from exit_jax.domains.mle import spec
 from exit_jax.types import Instance
 
-_OPTION_KEYS = tuple(spec.CHOICES)
-_NUMBER_KEYS = tuple(spec.NUMBERS)
+# The hyperparameters each family reads (the compiled program ignores the others), so demonstrated edits change
+# something that matters, as an instruction-following model's edits would.
+FAMILY_NUMBERS = {"lin": ("c",), "knn": ("k",), "svm": ("c",), "rf": ("n", "leaf"), "et": ("n", "leaf"),
+                  "hgb": ("lr", "n", "leaf", "l2"), "mlp": ("a", "lr", "n")}
+FAMILY_OPTIONS = {"knn": ("w",)}
+_SHARED_OPTIONS = tuple(k for k in spec.CHOICES if k != "w")
+
+
+def _numbers_for(model: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(k for family in model.split("+") for k in FAMILY_NUMBERS[family]))
+
+
+def _options_for(model: str) -> tuple[str, ...]:
+    return _SHARED_OPTIONS + tuple(dict.fromkeys(k for f in model.split("+") for k in FAMILY_OPTIONS.get(f, ())))
 MODE_WEIGHTS = {"base": 0.4, "improve": 0.3, "diverge": 0.15, "debug": 0.15}
 
 
@@ -38,9 +51,10 @@ def _random_tokens(rng: np.random.Generator, family: str | None = None) -> dict[
     if rng.random() < 0.2:
         families.append(str(rng.choice([f for f in spec.FAMILIES if f != families[0]])))
     tokens = {"model": "+".join(families)}
-    for key in rng.choice(_OPTION_KEYS, size=int(rng.integers(0, 4)), replace=False):
+    options, numbers = _options_for(tokens["model"]), _numbers_for(tokens["model"])
+    for key in rng.choice(options, size=int(rng.integers(0, 4)), replace=False):
         tokens[str(key)] = str(rng.choice(spec.CHOICES[str(key)]))
-    for key in rng.choice(_NUMBER_KEYS, size=int(rng.integers(0, 3)), replace=False):
+    for key in rng.choice(numbers, size=min(len(numbers), int(rng.integers(0, 3))), replace=False):
         tokens[str(key)] = _number_text(str(key), rng)
     return tokens
 
@@ -52,10 +66,10 @@ def _edit(tokens: dict[str, str], rng: np.random.Generator) -> dict[str, str]:
         if choice < 0.2:
             tokens["model"] = str(rng.choice(spec.FAMILIES))
         elif choice < 0.6:
-            key = str(rng.choice(_OPTION_KEYS))
+            key = str(rng.choice(_options_for(tokens["model"])))
             tokens[key] = str(rng.choice(spec.CHOICES[key]))
         else:
-            key = str(rng.choice(_NUMBER_KEYS))
+            key = str(rng.choice(_numbers_for(tokens["model"])))
             tokens[key] = _number_text(key, rng)
     return tokens
 
@@ -77,6 +91,35 @@ def _valid_tokens(rng: np.random.Generator, make) -> tuple[dict[str, str], str]:
             return tokens, text
 
 
+def _changed(before: dict[str, str], after: dict[str, str]) -> str:
+    """The edit text that turns ``before`` into ``after``: the keys whose value changed, in canonical key order."""
+    keys = [k for k in spec.KEY_ORDER if k in after and after[k] != before.get(k)]
+    return " ".join(f"{k}={after[k]}" for k in keys)
+
+
+def _garbled(text: str, rng: np.random.Generator) -> str:
+    """A spec cut at a random point with a random character run inserted: an answer that does not parse."""
+    cut = int(rng.integers(1, max(2, len(text))))
+    noise = "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz0123456789=.+ "), size=int(rng.integers(1, 6))))
+    return text[:cut] + noise
+
+
+def _edit_demo(rng: np.random.Generator) -> tuple[str, str]:
+    """(previous spec, an edit of it that changes something and still parses)."""
+    while True:
+        previous_tokens, previous = _valid_tokens(rng, lambda: _random_tokens(rng))
+        edited = _edit(previous_tokens, rng)
+        patch = _changed(previous_tokens, edited)
+        if not patch:
+            continue
+        try:
+            merged = spec.apply_patch(spec.parse_spec(previous), spec.parse_patch(patch))
+        except spec.SpecError:
+            continue
+        if spec.format_spec(merged) != previous:
+            return previous, patch
+
+
 def demonstrations(task_ids: list[str], count: int, rng: np.random.Generator) -> list[tuple[Instance, str]]:
     """``count`` (instance, response) pairs over ``task_ids`` (training competitions only)."""
     modes = list(MODE_WEIGHTS)
@@ -89,13 +132,18 @@ def demonstrations(task_ids: list[str], count: int, rng: np.random.Generator) ->
             _, response = _valid_tokens(rng, lambda: _random_tokens(rng))
             out.append((Instance(task_id=task), response))
             continue
-        previous_tokens, previous = _valid_tokens(rng, lambda: _random_tokens(rng))
+        feedback = f"val={rng.uniform(0.05, 1.5):.4g}" if mode != "debug" else "error=crash"
         if mode == "diverge":
+            previous_tokens, previous = _valid_tokens(rng, lambda: _random_tokens(rng))
             family = str(rng.choice([f for f in spec.FAMILIES if f not in previous_tokens["model"]]))
             _, response = _valid_tokens(rng, lambda family=family: _random_tokens(rng, family))
+        elif mode == "debug" and rng.random() < 0.3:  # the previous answer did not parse: write a full spec
+            _, previous = _valid_tokens(rng, lambda: _random_tokens(rng))
+            previous = _garbled(previous, rng)
+            _, response = _valid_tokens(rng, lambda: _random_tokens(rng))
+            feedback = "error=unparseable"
         else:
-            _, response = _valid_tokens(rng, lambda tokens=previous_tokens: _edit(tokens, rng))
-        feedback = f"val={rng.uniform(0.05, 1.5):.4g}" if mode != "debug" else "error=crash"
+            previous, response = _edit_demo(rng)
         out.append((Instance(task_id=task, iterate=1, previous_response=previous, feedback=feedback, mode=mode,
                              depth=1), response))
     return out

@@ -3,8 +3,10 @@
 Implements ``exit_jax.types.Domain``. Rewards follow the paper (notes §1.4): improve steps get
 r_imp = max(0, (r_k - r_{k-1}) / (1 - r_{k-1})) of normalised scores; base, diverge and debug steps (the previous
 iterate crashed) get the normalised score. A response that is not parseable (no python fence, a bad spec) is invalid
-with reward 0. The child instance carries the response, its own printed output as feedback (or the crash trace, which
-makes the child a debug step) and the normalised score for the next r_imp, which stays out of prompts.
+with reward 0. The child instance carries the response (compact format: the full spec it stands for, since improve
+and debug steps answer with an edit of the previous spec, see ``compact_spec``), its own printed output as feedback (or
+the crash trace, which makes the child a debug step) and the normalised score for the next r_imp, which stays out of
+prompts.
 """
 
 from __future__ import annotations
@@ -46,8 +48,29 @@ class MLEConfig:
             raise ValueError(f"MLEConfig.solution_format must be one of {FORMATS}, got {self.solution_format!r}")
 
 
-def solution_code(response: str, competition: Competition, solution_format: str) -> str:
-    """The solution.py source of a response.
+def compact_spec(response: str, mode: str = "base", previous: str | None = None) -> dict[str, object]:
+    """The full spec a compact-format response stands for.
+
+    Improve and debug steps whose previous solution is a valid spec answer with an edit (``spec.parse_patch``)
+    applied to it; base and diverge steps, and steps whose previous answer was not a spec, answer with a full spec.
+
+    Raises:
+      spec.SpecError: the response holds no valid spec / edit.
+    """
+    base = None
+    if mode in ("improve", "debug") and previous:
+        try:
+            base = spec.parse_spec(spec.extract_spec(previous))
+        except spec.SpecError:
+            base = None
+    if base is None:
+        return spec.parse_spec(spec.extract_spec(response))
+    return spec.apply_patch(base, spec.parse_patch(spec.extract_patch(response)))
+
+
+def solution_code(response: str, competition: Competition, solution_format: str, mode: str = "base",
+                  previous: str | None = None) -> str:
+    """The solution.py source of a response (``mode`` / ``previous``: see ``compact_spec``).
 
     Raises:
       ValueError (``spec.SpecError`` for compact specs): nothing runnable in the response.
@@ -57,9 +80,8 @@ def solution_code(response: str, competition: Competition, solution_format: str)
         if code is None or not code.strip():
             raise ValueError("no ```python fenced code in the response")
         return code
-    parsed = spec.parse_spec(spec.extract_spec(response))
-    return spec.compile_spec(parsed, competition.metric, competition.task, competition.id_column,
-                             competition.target_columns)
+    return spec.compile_spec(compact_spec(response, mode, previous), competition.metric, competition.task,
+                             competition.id_column, competition.target_columns)
 
 
 def validation_is_better(metric: str, candidate: float, incumbent: float) -> bool:
@@ -110,13 +132,24 @@ class MLEDomain:
         except spec.SpecError:
             return instance.previous_response.strip().splitlines()[0][:200] if instance.previous_response else None
 
+    def _answers_with_edit(self, instance: Instance) -> bool:
+        """Compact improve / debug steps on a valid previous spec answer with an edit (see ``compact_spec``)."""
+        if instance.mode not in ("improve", "debug") or not instance.previous_response:
+            return False
+        try:
+            spec.parse_spec(spec.extract_spec(instance.previous_response))
+        except spec.SpecError:
+            return False
+        return True
+
     def render(self, instance: Instance) -> list[Message]:
         competition = self.competition(instance.task_id)
         previous = self._previous_solution(instance)
         if self.config.solution_format == "python":
             text = prompts.python_prompt(competition, instance.mode, previous, instance.feedback)
         else:
-            text = prompts.compact_prompt(competition, instance.mode, previous, instance.feedback)
+            text = prompts.compact_prompt(competition, instance.mode, previous, instance.feedback,
+                                          edit=self._answers_with_edit(instance))
         return [Message("user", text)]
 
     def _reward(self, instance: Instance, normalized: float) -> float:
@@ -130,7 +163,8 @@ class MLEDomain:
         runnable, codes, grades = [], [], [None] * len(instances)
         for index, (competition, response) in enumerate(zip(competitions, responses, strict=True)):
             try:
-                codes.append(solution_code(response, competition, self.config.solution_format))
+                codes.append(solution_code(response, competition, self.config.solution_format,
+                                           instances[index].mode, instances[index].previous_response))
                 runnable.append(index)
             except ValueError as err:
                 grades[index] = Grade(reward=0.0, score=0.0, valid=False, feedback=f"[unparseable] {err}",
@@ -158,9 +192,20 @@ class MLEDomain:
             info={"raw_score": result.score, "validation_score": result.validation_score,
                   "runtime_s": result.runtime_s, "isolation": result.isolation})
 
+    def _child_solution(self, instance: Instance, response: str) -> str:
+        """What the next step sees as the current solution: for compact specs the full spec the response stands
+        for (an edit applied), or, when the edit does not parse, the unchanged previous spec; else the response."""
+        if self.config.solution_format != "compact":
+            return response
+        try:
+            return spec.format_spec(compact_spec(response, instance.mode, instance.previous_response))
+        except spec.SpecError:
+            return instance.previous_response if self._answers_with_edit(instance) else response
+
     def child(self, instance: Instance, response: str, grade: Grade) -> Instance:
         return Instance(
-            task_id=instance.task_id, iterate=instance.iterate + 1, previous_response=response,
+            task_id=instance.task_id, iterate=instance.iterate + 1,
+            previous_response=self._child_solution(instance, response),
             feedback=grade.feedback, previous_score=grade.score, mode="improve" if grade.valid else "debug",
             depth=instance.depth + 1)
 

@@ -6,7 +6,8 @@ files; instructions; constraints; the response format. Feedback shown to the pol
 (its printed validation score) or its crash trace, never anything computed from the private answers.
 
 The compact variant is for the small embedded policy that writes one-line specs (``spec.py``): competition, metric,
-data shape, the mode word, the previous spec and its own validation score.
+data shape, the mode word, the previous spec and its own validation score, then ``spec:`` (write a full spec) or
+``edit:`` (improve / debug of a valid spec: write the ``key=value`` tokens to change).
 """
 
 from __future__ import annotations
@@ -113,13 +114,17 @@ def _summary(public_dir: Path, id_column: str) -> str:
     return f"feats={len(features) - categorical}num+{categorical}cat miss={missing}"
 
 
-def compact_prompt(competition: Competition, mode: str, previous_spec: str | None, feedback: str | None) -> str:
-    """A short prompt for the embedded policy: who, what, mode word, previous spec and its own validation score."""
+def compact_prompt(competition: Competition, mode: str, previous_spec: str | None, feedback: str | None,
+                   edit: bool = False) -> str:
+    """A short prompt for the embedded policy: who, what, mode word, previous spec and its own validation score.
+
+    The last line asks for a full spec (``spec:``) or, with ``edit``, an edit of the previous one (``edit:``).
+    """
     lines = [f"task {competition.name} metric={competition.metric} {_data_summary(competition)}",
              f"mode {'new' if mode == 'base' else mode}"]
     if previous_spec:
         lines.append(f"prev {previous_spec}")
     if feedback:
         lines.append(f"fb {feedback}")
-    lines.append("spec:")
+    lines.append("edit:" if edit else "spec:")
     return "\n".join(lines)

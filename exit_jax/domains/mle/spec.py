@@ -10,6 +10,10 @@ rf/et, boosting iterations for hgb and epochs for mlp). Unknown keys, bad values
 ``SpecError``; the domain turns that into an invalid solution with reward 0. The compiled program reads the public
 data, prints its own validation score on a seeded 80/20 split of train (``validation_score: <float>``), refits on all
 of train and writes ``submission.csv``.
+
+An *edit* (``parse_patch`` / ``apply_patch``) is the same tokens without the ``model`` requirement; they replace those
+keys of a previous spec, so ``scale=std feat=poly2`` turns ``model=svm`` into ``model=svm scale=std feat=poly2``.
+Improve and debug steps of the compact format answer with an edit (``domain.solution_spec``).
 """
 
 from __future__ import annotations
@@ -59,15 +63,9 @@ def _number(key: str, text: str) -> float | int:
     return value
 
 
-def parse_spec(text: str) -> dict[str, object]:
-    """Parse one spec line into a canonical dict (all keys present, defaults filled).
-
-    Raises:
-      SpecError: empty spec, missing ``model``, unknown or repeated key, or a value out of range.
-    """
+def _parse_tokens(text: str) -> dict[str, object]:
+    """Validated ``key=value`` tokens of one line, as given (no defaults, ``model`` not required)."""
     tokens = text.strip().split()
-    if not tokens:
-        raise SpecError("empty spec")
     spec: dict[str, object] = {}
     for token in tokens:
         match = _TOKEN.match(token)
@@ -102,10 +100,38 @@ def parse_spec(text: str) -> dict[str, object]:
             spec[key] = value
         else:
             raise SpecError(f"unknown key {key!r}; keys are {' '.join(KEY_ORDER)}")
+    return spec
+
+
+def parse_spec(text: str) -> dict[str, object]:
+    """Parse one spec line into a canonical dict (all keys present, defaults filled).
+
+    Raises:
+      SpecError: empty spec, missing ``model``, unknown or repeated key, or a value out of range.
+    """
+    if not text.strip():
+        raise SpecError("empty spec")
+    spec = _parse_tokens(text)
     if "model" not in spec:
         raise SpecError("missing model=<family>")
     full = {**DEFAULTS, **{k: v[3] for k, v in NUMBERS.items()}, **spec}
     return {k: full[k] for k in KEY_ORDER}
+
+
+def parse_patch(text: str) -> dict[str, object]:
+    """Parse an edit: ``key=value`` tokens that replace those keys of a previous spec (``model`` optional).
+
+    Raises:
+      SpecError: an empty edit, or a token ``parse_spec`` would reject.
+    """
+    if not text.strip():
+        raise SpecError("empty edit")
+    return _parse_tokens(text)
+
+
+def apply_patch(previous: dict[str, object], patch: dict[str, object]) -> dict[str, object]:
+    """The canonical spec ``previous`` (from ``parse_spec``) with the edited keys replaced."""
+    return {k: patch.get(k, previous[k]) for k in KEY_ORDER}
 
 
 def _positive(key: str, text: str, high: float, integer: bool = False) -> float:
@@ -132,6 +158,16 @@ def extract_spec(response: str) -> str:
             if "model=" in line:
                 return line.strip().strip("`").strip()
     raise SpecError("no line with model=<family> in the response")
+
+
+def extract_patch(response: str) -> str:
+    """The edit line of a policy response: the first line containing ``=`` (inside a fence if any)."""
+    fenced = re.findall(r"```[a-z]*\n(.*?)```", response, flags=re.S)
+    for chunk in [*fenced, response]:
+        for line in chunk.splitlines():
+            if "=" in line:
+                return line.strip().strip("`").strip()
+    raise SpecError("no key=value edit in the response")
 
 
 def compile_spec(spec: dict[str, object], metric: str, task: str, id_column: str,
