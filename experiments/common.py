@@ -16,15 +16,22 @@ from exit_jax.curriculum.config import METHODS
 from exit_jax.curriculum.config import get_config as curriculum_config
 from exit_jax.rl.config import get_config as rl_config
 
+OPTIONS = ("method", "seed", "rungs", "seeds")
+
 
 def parse_arg(arg: str | None, presets: tuple[str, ...]) -> tuple[str, dict[str, str]]:
-    """``"smoke,method=grpo"`` -> ("smoke", {"method": "grpo"}); validates the preset and method names."""
+    """``"smoke,method=grpo"`` -> ("smoke", {"method": "grpo"}); validates the preset and method names.
+
+    Options: ``method=`` (the rung this run trains), ``seed=``, and for ``--sweep`` ``rungs=base+grpo+exit`` (a subset
+    of the ladder, ``+``-separated) and ``seeds=N``.
+    """
     preset, options = "default", {}
     for part in filter(None, (arg or "").split(",")):
         if "=" in part:
             key, value = part.split("=", 1)
-            if key not in ("method", "seed"):
-                raise ValueError(f"config arg: unknown option {key!r} in {arg!r}; use method=... or seed=...")
+            if key not in OPTIONS:
+                raise ValueError(f"config arg: unknown option {key!r} in {arg!r}; use one of "
+                                 + ", ".join(f"{o}=..." for o in OPTIONS))
             options[key] = value
         else:
             preset = part
@@ -32,7 +39,18 @@ def parse_arg(arg: str | None, presets: tuple[str, ...]) -> tuple[str, dict[str,
         raise ValueError(f"config arg: unknown preset {preset!r}; choose one of {presets}")
     if options.get("method", "exit") not in METHODS:
         raise ValueError(f"config arg: unknown method {options['method']!r}; choose one of {METHODS}")
+    unknown = [r for r in options.get("rungs", "base").split("+") if r not in LADDER]
+    if unknown:
+        raise ValueError(f"config arg: unknown rung(s) {unknown} in rungs=; choose from {'+'.join(LADDER)}")
+    if not options.get("seeds", "3").isdigit() or int(options.get("seeds", "3")) < 1:
+        raise ValueError(f"config arg: seeds={options['seeds']!r} must be a positive integer")
     return preset, options
+
+
+def sweep_from_options(options: dict[str, str]) -> list[dict]:
+    """The ``--sweep`` grid of an experiment: ``ladder_sweep`` with the arg's ``seeds=`` and ``rungs=``."""
+    rungs = options.get("rungs")
+    return ladder_sweep(int(options.get("seeds", 3)), rungs=tuple(rungs.split("+")) if rungs else None)
 
 
 def base_config(experiment: str, preset: str, options: dict[str, str]) -> ml_collections.ConfigDict:
@@ -112,7 +130,7 @@ def base_rung(seed: int) -> dict:
             "curriculum.seed": seed}
 
 
-def ladder_sweep(seeds: int = 3, *, base: bool = True) -> list[dict]:
+def ladder_sweep(seeds: int = 3, *, base: bool = True, rungs: tuple[str, ...] | None = None) -> list[dict]:
     """The paper's ladder (base policy, then the RL methods ``METHODS``) x seeds, as entries for ``--sweep``.
 
     Every entry carries the display label ``"_label"`` (``exit_jax.sweep.LABEL_KEY``; not a config override): the
@@ -123,9 +141,14 @@ def ladder_sweep(seeds: int = 3, *, base: bool = True) -> list[dict]:
     Args:
       seeds: seeds 0..seeds-1 for every rung.
       base: include the base-policy rung (``base_rung``).
+      rungs: only these rungs of ``LADDER`` (e.g. ``("base", "grpo", "exit")``), in ladder order; overrides ``base``.
     """
     if seeds < 1:
         raise ValueError(f"ladder_sweep needs at least one seed, got {seeds}")
-    rungs = [base_rung(s) for s in range(seeds)] if base else []
-    return rungs + [{"_label": m, "curriculum.method": m, "seed": s, "curriculum.seed": s}
-                    for m in METHODS for s in range(seeds)]
+    chosen = set(rungs) if rungs is not None else set(LADDER if base else METHODS)
+    unknown = chosen - set(LADDER)
+    if unknown:
+        raise ValueError(f"ladder_sweep: unknown rung(s) {sorted(unknown)}; choose from {LADDER}")
+    entries = [base_rung(s) for s in range(seeds)] if BASE_RUNG in chosen else []
+    return entries + [{"_label": m, "curriculum.method": m, "seed": s, "curriculum.seed": s}
+                      for m in METHODS if m in chosen for s in range(seeds)]

@@ -15,7 +15,7 @@ Commands and expectations:
 
 import ml_collections
 
-from experiments.common import apply_real_model, apply_smoke, base_config, finalize, ladder_sweep, parse_arg
+from experiments.common import apply_real_model, apply_smoke, base_config, finalize, parse_arg, sweep_from_options
 
 PRESETS = ("default", "smoke", "llama3.2-3b")
 
@@ -39,7 +39,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval.K = 16
     c.eval.max_tasks = 64
     c.eval.num_samples = 1
-    c.sweep = ladder_sweep(3)
+    c.sweep = sweep_from_options(options)
     if preset == "smoke":
         apply_smoke(c, num_generations=4, K=2, max_tasks=4)
         c.sampling.max_new_tokens = 16

@@ -19,7 +19,7 @@ Commands and expectations:
 
 import ml_collections
 
-from experiments.common import apply_real_model, apply_smoke, base_config, finalize, ladder_sweep, parse_arg
+from experiments.common import apply_real_model, apply_smoke, base_config, finalize, parse_arg, sweep_from_options
 
 PRESETS = ("default", "smoke", "r1-distill-qwen-7b")
 
@@ -47,7 +47,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.warm_start.learning_rate = 2e-3
     c.eval.K = 16
     c.eval.num_samples = 4  # avg@4: 12 greedy-search chains advance together
-    c.sweep = ladder_sweep(3)
+    c.sweep = sweep_from_options(options)
     if preset == "smoke":
         apply_smoke(c, num_generations=4, K=2, max_tasks=1)
         c.warm_start.steps = 2

@@ -15,7 +15,7 @@ Commands and expectations:
 
 import ml_collections
 
-from experiments.common import apply_real_model, apply_smoke, base_config, finalize, ladder_sweep, parse_arg
+from experiments.common import apply_real_model, apply_smoke, base_config, finalize, parse_arg, sweep_from_options
 
 PRESETS = ("default", "smoke", "qwen2.5-7b")
 
@@ -38,7 +38,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.curriculum.replay_prob = 0.5
     c.train.num_prompts = 4
     c.train.num_iterations = 40
-    c.sweep = ladder_sweep(3)
+    c.sweep = sweep_from_options(options)
     if preset == "smoke":
         apply_smoke(c, num_generations=2, K=1, max_tasks=2)
         c.domain.max_actions_per_request = 2

@@ -179,3 +179,16 @@ def test_compare_groups_by_explicit_labels_and_reads_the_trainers_reward_key(tmp
                                                                          abs=5e-5)
     with pytest.raises(ValueError, match="2 members but 1 labels"):
         sweep.compare({"w0": tmp_path / "w0", "w1": tmp_path / "w1"}, tmp_path, labels=["grpo"])
+
+
+def test_config_arg_picks_a_subset_of_the_ladder_and_the_seed_count():
+    from experiments.mle import get_config
+
+    config = get_config("rungs=base+exit,seeds=2")
+    assert [(entry["_label"], entry["seed"]) for entry in config.sweep] == [
+        ("base", 0), ("base", 1), ("exit", 0), ("exit", 1)]
+    assert all(entry["train.num_iterations"] == 0 for entry in config.sweep if entry["_label"] == "base")
+    assert len(get_config(None).sweep) == 6 * 3  # the whole ladder x 3 seeds by default
+    for bad in ("rungs=base+ppo", "seeds=0", "seeds=two"):
+        with pytest.raises(ValueError, match="rung|seeds"):
+            get_config(bad)
