@@ -94,7 +94,7 @@ def test_setup_script_installs_tpu_jax_from_the_libtpu_index():
 
 
 def test_no_distributed_env_means_no_jax_import():
-    code = ("import sys; from exit_jax import tpu_vm, metrics, report, sweep\n"
+    code = ("import sys; from exit_jax import tpu_vm, metrics, report, results, results_plots, sweep\n"
             "assert tpu_vm.maybe_initialize_distributed({}) is False\n"
             "assert tpu_vm.maybe_initialize_distributed({'EXIT_JAX_DISTRIBUTED': '0'}) is False\n"
             "assert 'jax' not in sys.modules, 'a host-side module imported jax'\n")

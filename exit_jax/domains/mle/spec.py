@@ -150,24 +150,24 @@ def format_spec(spec: dict[str, object]) -> str:
     return " ".join(f"{k}={spec[k]}" for k in KEY_ORDER if k == "model" or spec[k] != defaults[k])
 
 
-def extract_spec(response: str) -> str:
-    """The spec line of a policy response: the first line containing ``model=`` (inside a fence if any)."""
+def _first_line_with(response: str, marker: str, missing: str) -> str:
+    """The first line of the response (fenced blocks first) that contains ``marker``, fences stripped."""
     fenced = re.findall(r"```[a-z]*\n(.*?)```", response, flags=re.S)
     for chunk in [*fenced, response]:
         for line in chunk.splitlines():
-            if "model=" in line:
+            if marker in line:
                 return line.strip().strip("`").strip()
-    raise SpecError("no line with model=<family> in the response")
+    raise SpecError(missing)
+
+
+def extract_spec(response: str) -> str:
+    """The spec line of a policy response: the first line containing ``model=`` (inside a fence if any)."""
+    return _first_line_with(response, "model=", "no line with model=<family> in the response")
 
 
 def extract_patch(response: str) -> str:
     """The edit line of a policy response: the first line containing ``=`` (inside a fence if any)."""
-    fenced = re.findall(r"```[a-z]*\n(.*?)```", response, flags=re.S)
-    for chunk in [*fenced, response]:
-        for line in chunk.splitlines():
-            if "=" in line:
-                return line.strip().strip("`").strip()
-    raise SpecError("no key=value edit in the response")
+    return _first_line_with(response, "=", "no key=value edit in the response")
 
 
 def compile_spec(spec: dict[str, object], metric: str, task: str, id_column: str,
