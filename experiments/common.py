@@ -47,10 +47,26 @@ def parse_arg(arg: str | None, presets: tuple[str, ...]) -> tuple[str, dict[str,
     return preset, options
 
 
-def sweep_from_options(options: dict[str, str]) -> list[dict]:
-    """The ``--sweep`` grid of an experiment: ``ladder_sweep`` with the arg's ``seeds=`` and ``rungs=``."""
+def sweep_from_options(options: dict[str, str], per_method: dict[str, dict] | None = None) -> list[dict]:
+    """The ``--sweep`` grid of an experiment: ``ladder_sweep`` with the arg's ``seeds=`` and ``rungs=`` (and a paper
+    table's per-method columns, see ``apply_paper_table``)."""
     rungs = options.get("rungs")
-    return ladder_sweep(int(options.get("seeds", 3)), rungs=tuple(rungs.split("+")) if rungs else None)
+    return ladder_sweep(int(options.get("seeds", 3)), rungs=tuple(rungs.split("+")) if rungs else None,
+                        per_method=per_method)
+
+
+def apply_paper_table(c: ml_collections.ConfigDict, table: dict[str, dict]) -> ml_collections.ConfigDict:
+    """The paper's hyperparameter table (Tables 4-6) for the config's method.
+
+    ``table["shared"]`` holds the values the paper lists under GRPO for every method; ``table["per_method"][m]`` the
+    method's own column (learning rate, buffer sizes, p, p_div). Keys are dotted config paths. A sweep member whose
+    method comes from an override gets its column from ``sweep_from_options(options, table["per_method"])``.
+    """
+    method = c.curriculum.method
+    for key, value in {**table["shared"], **table["per_method"].get(method, {})}.items():
+        section, field = key.split(".")
+        c[section][field] = value
+    return c
 
 
 def base_config(experiment: str, preset: str, options: dict[str, str]) -> ml_collections.ConfigDict:
@@ -130,7 +146,8 @@ def base_rung(seed: int) -> dict:
             "curriculum.seed": seed}
 
 
-def ladder_sweep(seeds: int = 3, *, base: bool = True, rungs: tuple[str, ...] | None = None) -> list[dict]:
+def ladder_sweep(seeds: int = 3, *, base: bool = True, rungs: tuple[str, ...] | None = None,
+                 per_method: dict[str, dict] | None = None) -> list[dict]:
     """The paper's ladder (base policy, then the RL methods ``METHODS``) x seeds, as entries for ``--sweep``.
 
     Every entry carries the display label ``"_label"`` (``exit_jax.sweep.LABEL_KEY``; not a config override): the
@@ -142,6 +159,7 @@ def ladder_sweep(seeds: int = 3, *, base: bool = True, rungs: tuple[str, ...] | 
       seeds: seeds 0..seeds-1 for every rung.
       base: include the base-policy rung (``base_rung``).
       rungs: only these rungs of ``LADDER`` (e.g. ``("base", "grpo", "exit")``), in ladder order; overrides ``base``.
+      per_method: dotted overrides added to each RL rung's entries (a paper table's per-method columns).
     """
     if seeds < 1:
         raise ValueError(f"ladder_sweep needs at least one seed, got {seeds}")
@@ -150,5 +168,6 @@ def ladder_sweep(seeds: int = 3, *, base: bool = True, rungs: tuple[str, ...] | 
     if unknown:
         raise ValueError(f"ladder_sweep: unknown rung(s) {sorted(unknown)}; choose from {LADDER}")
     entries = [base_rung(s) for s in range(seeds)] if BASE_RUNG in chosen else []
-    return entries + [{"_label": m, "curriculum.method": m, "seed": s, "curriculum.seed": s}
+    per_method = per_method or {}
+    return entries + [{"_label": m, "curriculum.method": m, **per_method.get(m, {}), "seed": s, "curriculum.seed": s}
                       for m in METHODS if m in chosen for s in range(seeds)]

@@ -15,9 +15,26 @@ Commands and expectations:
 
 import ml_collections
 
-from experiments.common import apply_real_model, apply_smoke, base_config, finalize, parse_arg, sweep_from_options
+from experiments.common import (
+    apply_paper_table,
+    apply_real_model,
+    apply_smoke,
+    base_config,
+    finalize,
+    parse_arg,
+    sweep_from_options,
+)
 
 PRESETS = ("default", "smoke", "llama3.2-3b")
+# The paper's Table 4 (competition math): the same values for every method except that grpo has no buffer.
+_BUFFER_4 = {"curriculum.buffer_size": 512, "curriculum.min_buffer_size": 128, "curriculum.replay_prob": 0.5}
+TABLE_4 = {
+    "shared": {"rl.learning_rate": 1e-6, "train.num_prompts": 128, "rl.num_generations": 8, "rl.num_iterations": 1,
+               "rl.beta": 0.001, "rl.ref_update_interval": 100, "rl.ref_update_alpha": 1.0},
+    "per_method": {"curriculum": _BUFFER_4, "improve": _BUFFER_4,
+                   "diverge": {**_BUFFER_4, "curriculum.divergence_prob": 0.2},
+                   "exit": {**_BUFFER_4, "curriculum.divergence_prob": 0.2}},
+}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -39,7 +56,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval.K = 16
     c.eval.max_tasks = 64
     c.eval.num_samples = 1
-    c.sweep = sweep_from_options(options)
+    c.sweep = sweep_from_options(options, TABLE_4["per_method"] if preset == "llama3.2-3b" else None)
     if preset == "smoke":
         apply_smoke(c, num_generations=4, K=2, max_tasks=4)
         c.sampling.max_new_tokens = 16
@@ -47,17 +64,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         apply_real_model(c, "EXIT_JAX_LLAMA32_3B")
         c.domain.source = "files"
         c.domain.prompt_style = "chat"
-        c.rl.beta = 0.001
-        c.rl.ref_update_interval = 100
-        c.rl.ref_update_alpha = 1.0
+        apply_paper_table(c, TABLE_4)
         c.rl.micro_batch_size = 64
-        c.train.num_prompts = 128
         c.train.num_iterations = 150
         c.train.eval_every = 50
         c.sampling.max_prompt_length = 1024
         c.sampling.max_new_tokens = 2048
-        c.curriculum.buffer_size = 512
-        c.curriculum.min_buffer_size = 128
         c.eval.num_samples = 8
         c.eval.max_tasks = 0
     return finalize(c)

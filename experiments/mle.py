@@ -24,9 +24,30 @@ Commands and expectations:
 
 import ml_collections
 
-from experiments.common import apply_real_model, apply_smoke, base_config, finalize, parse_arg, sweep_from_options
+from experiments.common import (
+    apply_paper_table,
+    apply_real_model,
+    apply_smoke,
+    base_config,
+    finalize,
+    parse_arg,
+    sweep_from_options,
+)
 
 PRESETS = ("default", "smoke", "r1-distill-qwen-7b")
+# The paper's Table 6 (MLE-bench): values under GRPO apply to every method; the per-method columns.
+TABLE_6 = {
+    "shared": {"rl.learning_rate": 1e-6, "train.num_prompts": 4, "rl.num_generations": 8, "rl.num_iterations": 1,
+               "rl.ref_update_interval": 100, "rl.ref_update_alpha": 0.5},
+    "per_method": {
+        "curriculum": {"curriculum.buffer_size": 3, "curriculum.min_buffer_size": 3, "curriculum.replay_prob": 0.5},
+        "improve": {"curriculum.buffer_size": 24, "curriculum.min_buffer_size": 8, "curriculum.replay_prob": 0.5},
+        "diverge": {"curriculum.buffer_size": 32, "curriculum.min_buffer_size": 8, "curriculum.replay_prob": 0.5,
+                    "curriculum.divergence_prob": 0.2},
+        "exit": {"curriculum.buffer_size": 24, "curriculum.min_buffer_size": 3, "curriculum.replay_prob": 0.5,
+                 "curriculum.divergence_prob": 0.5},
+    },
+}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -52,7 +73,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.warm_start.learning_rate = 2e-3
     c.eval.K = 16
     c.eval.num_samples = 4  # avg@4: 12 greedy-search chains advance together
-    c.sweep = sweep_from_options(options)
+    c.sweep = sweep_from_options(options, TABLE_6["per_method"] if preset == "r1-distill-qwen-7b" else None)
     if preset == "smoke":
         apply_smoke(c, num_generations=4, K=2, max_tasks=1)
         c.warm_start.steps = 2
@@ -63,16 +84,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         c.domain.solution_format = "python"
         c.domain.workers = 16
         c.domain.limits.timeout_s = 300.0
-        c.rl.beta = 0.0
-        c.rl.micro_batch_size = 16
-        c.train.num_prompts = 32
+        apply_paper_table(c, TABLE_6)
+        c.rl.beta = 0.0  # Table 6 has no beta row
+        c.rl.micro_batch_size = 8
         c.train.num_iterations = 800
         c.warm_start.steps = 0
         c.sampling.max_prompt_length = 4096
         c.sampling.max_new_tokens = 4096
         c.sampling.temperature = 0.6
         c.sampling.top_p = 0.95
-        c.curriculum.buffer_size = 1024
-        c.curriculum.min_buffer_size = 64
         c.eval.num_samples = 16
     return finalize(c)

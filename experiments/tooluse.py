@@ -15,9 +15,33 @@ Commands and expectations:
 
 import ml_collections
 
-from experiments.common import apply_real_model, apply_smoke, base_config, finalize, parse_arg, sweep_from_options
+from experiments.common import (
+    apply_paper_table,
+    apply_real_model,
+    apply_smoke,
+    base_config,
+    finalize,
+    parse_arg,
+    sweep_from_options,
+)
 
 PRESETS = ("default", "smoke", "qwen2.5-7b")
+# The paper's Table 5 (BFCLv3 multi-turn base): values under GRPO apply to every method; the per-method columns.
+TABLE_5 = {
+    "shared": {"train.num_prompts": 16, "rl.num_generations": 8, "rl.num_iterations": 2,
+               "rl.ref_update_interval": 100, "rl.ref_update_alpha": 1.0},
+    "per_method": {
+        "grpo": {"rl.learning_rate": 1e-6},
+        "curriculum": {"rl.learning_rate": 5e-7, "curriculum.buffer_size": 320, "curriculum.min_buffer_size": 320,
+                       "curriculum.replay_prob": 0.2},
+        "improve": {"rl.learning_rate": 5e-7, "curriculum.buffer_size": 640, "curriculum.min_buffer_size": 320,
+                    "curriculum.replay_prob": 0.5},
+        "diverge": {"rl.learning_rate": 5e-7, "curriculum.buffer_size": 640, "curriculum.min_buffer_size": 320,
+                    "curriculum.replay_prob": 0.5, "curriculum.divergence_prob": 0.2},
+        "exit": {"rl.learning_rate": 1e-6, "curriculum.buffer_size": 640, "curriculum.min_buffer_size": 320,
+                 "curriculum.replay_prob": 0.5, "curriculum.divergence_prob": 0.5},
+    },
+}
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -38,15 +62,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.curriculum.replay_prob = 0.5
     c.train.num_prompts = 4
     c.train.num_iterations = 40
-    c.sweep = sweep_from_options(options)
+    c.sweep = sweep_from_options(options, TABLE_5["per_method"] if preset == "qwen2.5-7b" else None)
     if preset == "smoke":
         apply_smoke(c, num_generations=2, K=1, max_tasks=2)
         c.domain.max_actions_per_request = 2
         c.sampling.max_new_tokens = 16
     elif preset == "qwen2.5-7b":  # Table 5
         apply_real_model(c, "EXIT_JAX_QWEN25_7B")
+        apply_paper_table(c, TABLE_5)
         c.rl.micro_batch_size = 16
-        c.train.num_prompts = 32
         c.train.num_iterations = 500
         c.sampling.max_prompt_length = 8192
         c.sampling.max_new_tokens = 512

@@ -1,0 +1,74 @@
+"""The real-model presets carry the paper's Tables 4-6 (transcribed here row by row from
+shared/exit-paper-notes.md §2.3, independently of the experiment files), for every method, also when the method comes
+from a sweep member's overrides; the embedded defaults keep one set of hyperparameters for every rung."""
+
+import importlib
+
+import pytest
+
+METHODS = ("grpo", "curriculum", "improve", "diverge", "exit")
+# experiment, preset, {config path: value for every method, or a tuple in METHODS order (None: not applicable)}
+TABLES = [
+    ("math", "llama3.2-3b", {
+        "rl.learning_rate": 1e-6, "train.num_prompts": 128, "rl.num_generations": 8, "rl.num_iterations": 1,
+        "rl.beta": 0.001, "rl.ref_update_interval": 100, "rl.ref_update_alpha": 1.0,
+        "curriculum.buffer_size": (None, 512, 512, 512, 512), "curriculum.min_buffer_size": (None, 128, 128, 128, 128),
+        "curriculum.replay_prob": (None, 0.5, 0.5, 0.5, 0.5),
+        "curriculum.divergence_prob": (None, None, None, 0.2, 0.2),
+    }),
+    ("tooluse", "qwen2.5-7b", {
+        "rl.learning_rate": (1e-6, 5e-7, 5e-7, 5e-7, 1e-6), "train.num_prompts": 16, "rl.num_generations": 8,
+        "rl.num_iterations": 2, "rl.ref_update_interval": 100, "rl.ref_update_alpha": 1.0,
+        "curriculum.buffer_size": (None, 320, 640, 640, 640), "curriculum.min_buffer_size": (None, 320, 320, 320, 320),
+        "curriculum.replay_prob": (None, 0.2, 0.5, 0.5, 0.5),
+        "curriculum.divergence_prob": (None, None, None, 0.2, 0.5),
+    }),
+    ("mle", "r1-distill-qwen-7b", {
+        "rl.learning_rate": 1e-6, "train.num_prompts": 4, "rl.num_generations": 8, "rl.num_iterations": 1,
+        "rl.ref_update_interval": 100, "rl.ref_update_alpha": 0.5,
+        "curriculum.buffer_size": (None, 3, 24, 32, 24), "curriculum.min_buffer_size": (None, 3, 8, 8, 3),
+        "curriculum.replay_prob": (None, 0.5, 0.5, 0.5, 0.5),
+        "curriculum.divergence_prob": (None, None, None, 0.2, 0.5),
+    }),
+]
+
+
+def _value(config, path):
+    section, field = path.split(".")
+    return config[section][field]
+
+
+def _expected(row, method):
+    return row[METHODS.index(method)] if isinstance(row, tuple) else row
+
+
+@pytest.mark.parametrize("experiment, preset, table", TABLES)
+def test_real_model_presets_follow_the_paper_table(experiment, preset, table):
+    module = importlib.import_module(f"experiments.{experiment}")
+    for method in METHODS:
+        config = module.get_config(f"{preset},method={method}")
+        for path, row in table.items():
+            want = _expected(row, method)
+            if want is not None:
+                assert _value(config, path) == pytest.approx(want), (experiment, method, path)
+        assert config.rl.batch_size == config.train.num_prompts * config.rl.num_generations
+    # A sweep member's method arrives as an override: its entry must carry the method's own column too.
+    sweep = module.get_config(preset).sweep
+    for entry in sweep:
+        if entry.get("_label") == "base":
+            continue
+        method = entry["curriculum.method"]
+        for path, row in table.items():
+            want = _expected(row, method)
+            if want is not None and isinstance(row, tuple):
+                assert entry.get(path) == pytest.approx(want), (experiment, method, path, entry)
+
+
+def test_embedded_defaults_train_every_rung_with_the_same_hyperparameters():
+    from experiments.mle import get_config
+
+    configs = [get_config(f"method={m}") for m in METHODS]
+    for path in ("rl.learning_rate", "train.num_prompts", "rl.num_generations", "curriculum.buffer_size"):
+        assert len({_value(c, path) for c in configs}) == 1, path
+    assert all(set(entry) <= {"_label", "curriculum.method", "seed", "curriculum.seed", "train.num_iterations"}
+               for entry in get_config(None).sweep)
