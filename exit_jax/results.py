@@ -43,7 +43,7 @@ import numpy as np
 from exit_jax import results_plots, sweep
 from exit_jax.metrics import read_metrics
 from exit_jax.report import format_number, load_eval_results, table_ks
-from exit_jax.results_plots import DEPTH_KEYS
+from exit_jax.results_plots import DEPTH_KEYS, metric_series
 
 LADDER: tuple[str, ...] = ("base", "grpo", "curriculum", "improve", "diverge", "exit")
 DISPLAY = {"base": "Base policy (no RL)", "grpo": "GRPO", "curriculum": "+ curriculum", "improve": "+ improve",
@@ -143,19 +143,9 @@ def _cell(values: Sequence[float], digits: int = 4) -> str:
     return format_number(mean, digits) + ("" if math.isnan(std) else f" ± {format_number(std, digits)}")
 
 
-def _series(history: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> np.ndarray:
-    """The finite values of the first of ``keys`` that the history logs, in step order."""
-    for key in keys:
-        values = [record[key] for record in history if key in record and record[key] is not None]
-        values = [float(value) for value in values if math.isfinite(value)]
-        if values:
-            return np.asarray(values, np.float64)
-    return np.zeros(0)
-
-
 def _mean_of(history: Sequence[Mapping[str, Any]], keys: Sequence[str], last: bool = False) -> float:
-    """The mean (or, with ``last``, the last value) of ``_series``; NaN when nothing is logged."""
-    values = _series(history, keys)
+    """The mean (or, with ``last``, the last value) of ``metric_series``; NaN when nothing is logged."""
+    values = metric_series(history, keys)
     return math.nan if not values.size else float(values[-1] if last else values.mean())
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -16,10 +16,14 @@ if TYPE_CHECKING:
     from exit_jax.results import Group
 
 
-def _series(history, keys):
-    from exit_jax.results import _series as series
-
-    return series(history, keys)
+def metric_series(history: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> np.ndarray:
+    """The finite values of the first of ``keys`` that the history logs, in step order."""
+    for key in keys:
+        values = [record[key] for record in history if key in record and record[key] is not None]
+        values = [float(value) for value in values if math.isfinite(value)]
+        if values:
+            return np.asarray(values, np.float64)
+    return np.zeros(0)
 
 
 DEPTH_KEYS = ("batch/mean_iterate", "batch/mean_depth")  # the self-iteration depth, then the lineage depth
@@ -81,14 +85,14 @@ def plot_training(groups: Mapping[str, Group], path: Path) -> Path | None:
     panels = (("training reward", sweep.REWARD_KEYS), ("self-iteration depth", DEPTH_KEYS),
               ("distinct instances trained", ("curriculum/distinct_trained",)),
               ("batch pairwise cosine distance", ("batch/pairwise_cosine",)))
-    if not any(_series(member.history, keys).size for group in groups.values() for member in group.members
+    if not any(metric_series(member.history, keys).size for group in groups.values() for member in group.members
                for _, keys in panels):
         return None
     figure = new_figure(12, 3.2)
     for position, (title, keys) in enumerate(panels):
         axes = figure.add_subplot(1, len(panels), position + 1)
         for index, group in enumerate(groups.values()):
-            series = [values for member in group.members if (values := _series(member.history, keys)).size]
+            series = [values for member in group.members if (values := metric_series(member.history, keys)).size]
             if series:
                 length = min(len(values) for values in series)
                 axes.plot(np.mean([values[:length] for values in series], axis=0), color=f"C{index % 10}",

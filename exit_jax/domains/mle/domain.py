@@ -48,21 +48,27 @@ class MLEConfig:
             raise ValueError(f"MLEConfig.solution_format must be one of {FORMATS}, got {self.solution_format!r}")
 
 
+def edited_spec(mode: str, previous: str | None) -> dict[str, object] | None:
+    """The previous spec an improve / debug step edits, or None when the step writes a full spec (base and diverge
+    steps, and steps whose previous answer was not a valid spec)."""
+    if mode not in ("improve", "debug") or not previous:
+        return None
+    try:
+        return spec.parse_spec(spec.extract_spec(previous))
+    except spec.SpecError:
+        return None
+
+
 def compact_spec(response: str, mode: str = "base", previous: str | None = None) -> dict[str, object]:
     """The full spec a compact-format response stands for.
 
     Improve and debug steps whose previous solution is a valid spec answer with an edit (``spec.parse_patch``)
-    applied to it; base and diverge steps, and steps whose previous answer was not a spec, answer with a full spec.
+    applied to it (``edited_spec``); other steps answer with a full spec.
 
     Raises:
       spec.SpecError: the response holds no valid spec / edit.
     """
-    base = None
-    if mode in ("improve", "debug") and previous:
-        try:
-            base = spec.parse_spec(spec.extract_spec(previous))
-        except spec.SpecError:
-            base = None
+    base = edited_spec(mode, previous)
     if base is None:
         return spec.parse_spec(spec.extract_spec(response))
     return spec.apply_patch(base, spec.parse_patch(spec.extract_patch(response)))
@@ -132,16 +138,6 @@ class MLEDomain:
         except spec.SpecError:
             return instance.previous_response.strip().splitlines()[0][:200] if instance.previous_response else None
 
-    def _answers_with_edit(self, instance: Instance) -> bool:
-        """Compact improve / debug steps on a valid previous spec answer with an edit (see ``compact_spec``)."""
-        if instance.mode not in ("improve", "debug") or not instance.previous_response:
-            return False
-        try:
-            spec.parse_spec(spec.extract_spec(instance.previous_response))
-        except spec.SpecError:
-            return False
-        return True
-
     def render(self, instance: Instance) -> list[Message]:
         competition = self.competition(instance.task_id)
         previous = self._previous_solution(instance)
@@ -149,7 +145,7 @@ class MLEDomain:
             text = prompts.python_prompt(competition, instance.mode, previous, instance.feedback)
         else:
             text = prompts.compact_prompt(competition, instance.mode, previous, instance.feedback,
-                                          edit=self._answers_with_edit(instance))
+                                          edit=edited_spec(instance.mode, instance.previous_response) is not None)
         return [Message("user", text)]
 
     def _reward(self, instance: Instance, normalized: float) -> float:
@@ -200,7 +196,8 @@ class MLEDomain:
         try:
             return spec.format_spec(compact_spec(response, instance.mode, instance.previous_response))
         except spec.SpecError:
-            return instance.previous_response if self._answers_with_edit(instance) else response
+            editable = edited_spec(instance.mode, instance.previous_response) is not None
+            return instance.previous_response if editable else response
 
     def child(self, instance: Instance, response: str, grade: Grade) -> Instance:
         return Instance(
