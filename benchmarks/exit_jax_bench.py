@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.metadata
 import json
 import os
 import sys
@@ -112,11 +111,10 @@ def main() -> None:
         "iteration_s": workload.measurement(iteration_s, "s", args.warmup,
                                             "rollout + toy reward + advantages + GRPOLearner.update",
                                             parts={"rollout_reward_s": parts[args.warmup:]}),
-        "peak_rss_bytes": {"ru_maxrss": measure.ru_maxrss_bytes(), "sampled_peak": sampler.peak,
-                           "phases": phases.peaks},
+        "peak_rss_bytes": measure.peak_rss_record(sampler, phases),
     }
-    versions = {name: importlib.metadata.version(name) for name in ("jax", "jaxlib", "flax", "optax")}
-    print(json.dumps(workload.result("exit_jax", args.size, versions, measurements, notes)), file=real_stdout)
+    print(json.dumps(workload.result("exit_jax", args.size, ("jax", "jaxlib", "flax", "optax"), measurements, notes)),
+          file=real_stdout)
 
 
 if __name__ == "__main__":

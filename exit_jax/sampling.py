@@ -88,23 +88,55 @@ def filter_logits(logits: jax.Array, top_k: int, top_p: float) -> jax.Array:
     return logits
 
 
-def _choose(logits: jax.Array, keys: jax.Array, config: SamplingConfig) -> tuple[jax.Array, jax.Array]:
-    """Next token and its log-prob for each row. ``logits: [rows, vocab]``, ``keys: [rows]``."""
+_CDF_BLOCK = 64  # vocabulary entries per block of the two-level inverse-CDF search
+
+
+def inverse_cdf(logits: jax.Array, uniforms: jax.Array) -> jax.Array:
+    """Draw one token per row from ``softmax(logits)`` by inverse CDF. ``logits: [rows, vocab]``, ``uniforms: [rows]``
+    in [0, 1).
+
+    Two-level search in O(vocab) per row: the block of ``_CDF_BLOCK`` entries whose cumulative mass first exceeds
+    ``u * total``, then the entry inside it. (A full-vocabulary cumsum lowers to a reduce-window on XLA:CPU, several
+    times the work.) Token i is drawn iff cdf[i-1] <= u * total < cdf[i], so a token of probability 0 (-inf logit)
+    is never drawn, however the floats round.
+    """
+    rows, vocab = logits.shape
+    blocks = -(-vocab // _CDF_BLOCK)
+    weights = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))  # unnormalised, exactly 0 for -inf logits
+    weights = jnp.pad(weights, ((0, 0), (0, blocks * _CDF_BLOCK - vocab))).reshape(rows, blocks, _CDF_BLOCK)
+    block_cdf = jnp.cumsum(jnp.sum(weights, axis=-1), axis=-1)  # [rows, blocks]
+    target = uniforms * block_cdf[:, -1]
+    block = jnp.minimum(jnp.sum(block_cdf <= target[:, None], axis=-1), blocks - 1)
+    before = jnp.where(block > 0, jnp.take_along_axis(block_cdf, jnp.maximum(block - 1, 0)[:, None], -1)[:, 0], 0.0)
+    inside = jnp.take_along_axis(weights, block[:, None, None], axis=1)[:, 0]  # [rows, _CDF_BLOCK]
+    index = jnp.sum(jnp.cumsum(inside, axis=-1) <= (target - before)[:, None], axis=-1)
+    # Rounding can leave the offset at or past the block's own (differently summed) total: clamp to the block's last
+    # entry of positive weight, never to a zero-probability one.
+    last_positive = jnp.max(jnp.where(inside > 0, jnp.arange(_CDF_BLOCK), 0), axis=-1)
+    return block * _CDF_BLOCK + jnp.minimum(index, last_positive)
+
+
+def _choose(logits: jax.Array, uniforms: jax.Array, config: SamplingConfig) -> tuple[jax.Array, jax.Array]:
+    """Next token and its log-prob for each row. ``logits: [rows, vocab]``, ``uniforms: [rows]`` (``row_uniforms``)."""
     if config.greedy:
         token = jnp.argmax(logits, axis=-1)
-        return token, jnp.take_along_axis(jax.nn.log_softmax(logits), token[:, None], -1)[:, 0]
-    scaled = logits / config.temperature
-    filtered = filter_logits(scaled, config.top_k, config.top_p)
-    # Inverse-CDF sampling: one uniform per row instead of a Gumbel per vocabulary entry (the random bits dominated
-    # the decode step on CPU). A token of probability 0 has an empty CDF interval and is never drawn.
-    cdf = jnp.cumsum(jax.nn.softmax(filtered, axis=-1), axis=-1)
-    uniform = jax.vmap(lambda k: jax.random.uniform(k, (), jnp.float32))(keys) * cdf[:, -1]
-    token = jnp.minimum(jnp.sum(cdf < uniform[:, None], axis=-1), logits.shape[-1] - 1)
-    return token, jnp.take_along_axis(jax.nn.log_softmax(scaled), token[:, None], -1)[:, 0]
+    else:
+        scaled = logits / config.temperature
+        # Inverse CDF: one uniform per row instead of a Gumbel per vocabulary entry (the random bits dominated the
+        # decode step on CPU).
+        token = inverse_cdf(filter_logits(scaled, config.top_k, config.top_p), uniforms)
+        logits = scaled
+    logprob = jnp.take_along_axis(logits, token[:, None], -1)[:, 0] - jax.nn.logsumexp(logits, axis=-1)
+    return token, logprob
 
 
-def _row_keys(key: jax.Array, row_ids: jax.Array, step: jax.Array) -> jax.Array:
-    return jax.vmap(lambda r: jax.random.fold_in(jax.random.fold_in(key, r), step))(row_ids)
+def row_uniforms(key: jax.Array, row_ids: jax.Array, steps: jax.Array) -> jax.Array:
+    """The uniform that draws row r's token at step s: ``uniform(fold_in(fold_in(key, r), s))``, a function of the
+    row's id and the step only (never of the row's index in the batch). ``steps: [S]`` -> ``[S, rows]``."""
+    def one(step, row):
+        return jax.random.uniform(jax.random.fold_in(jax.random.fold_in(key, row), step), (), jnp.float32)
+
+    return jax.vmap(lambda step: jax.vmap(lambda row: one(step, row))(row_ids))(steps)
 
 
 def _stop_table(config: SamplingConfig) -> np.ndarray:
@@ -130,7 +162,7 @@ def _prefill(graphdef, state, tokens, mask, key, row_ids, *, config: SamplingCon
     last_logits = jnp.repeat(logits[:, -1], group, axis=0)
     last_hidden = jnp.repeat(hidden[:, -1].astype(jnp.float32), group, axis=0)
     next_position = jnp.repeat(positions[:, -1] + 1, group, axis=0)
-    first, first_logprob = _choose(last_logits, _row_keys(key, row_ids, jnp.int32(0)), config)
+    first, first_logprob = _choose(last_logits, row_uniforms(key, row_ids, jnp.zeros((1,), jnp.int32))[0], config)
     return cache, first.astype(jnp.int32), first_logprob, last_hidden, next_position
 
 
@@ -146,6 +178,9 @@ def _decode(graphdef, state, cache, first, first_logprob, first_hidden, next_pos
         hit = (recent[:, None, :] == stop_table[None]) | (stop_table[None] == -1)
         return jnp.any(jnp.all(hit, axis=-1), axis=-1)
 
+    # Every step's uniforms at once, before the loop: the per-step threefry calls were loops of their own inside it.
+    uniforms = (jnp.zeros((steps, rows), jnp.float32) if config.greedy
+                else row_uniforms(key, row_ids, jnp.arange(steps, dtype=jnp.int32)))
     recent = jnp.concatenate([jnp.full((rows, window - 1), -2, jnp.int32), first[:, None]], axis=1)
     done = stopped(recent)
     tokens = jnp.full((rows, steps), config.pad_id, jnp.int32).at[:, 0].set(first)
@@ -162,7 +197,7 @@ def _decode(graphdef, state, cache, first, first_logprob, first_hidden, next_pos
         logits, hidden, cache = model(c["last"][:, None], c["position"][:, None],
                                       jnp.ones((rows, 1), bool), cache=c["cache"],
                                       cache_index=prompt_length + step - 1)
-        token, logprob = _choose(logits[:, 0], _row_keys(key, row_ids, step), config)
+        token, logprob = _choose(logits[:, 0], uniforms[step], config)
         active = ~c["done"]
         token = jnp.where(active, token, config.pad_id).astype(jnp.int32)
         recent = jnp.concatenate([c["recent"][:, 1:], token[:, None]], axis=1)

@@ -135,14 +135,15 @@ def test_prompt_longer_than_context_is_a_clear_error(model):
 
 def test_sampled_token_frequencies_match_the_distribution():
     """Inverse-CDF draws follow softmax(logits / T) restricted to the top-k (checked at 5 sigma)."""
-    from exit_jax.sampling import _choose, _row_keys
+    from exit_jax.sampling import _choose, row_uniforms
 
     rows = 40_000
     logits = np.array([2.0, 1.0, 0.5, 0.0, -1.0, -3.0, 1.5, 0.2], np.float32)
     for top_k, temperature in ((0, 1.0), (3, 0.7)):
         config = SamplingConfig(max_new_tokens=1, temperature=temperature, top_k=top_k)
-        keys = _row_keys(jax.random.key(7), jnp.arange(rows), jnp.int32(0))
-        tokens, _ = jax.jit(lambda k, c=config: _choose(jnp.broadcast_to(jnp.asarray(logits), (rows, 8)), k, c))(keys)
+        uniforms = row_uniforms(jax.random.key(7), jnp.arange(rows), jnp.zeros((1,), jnp.int32))[0]
+        tokens, _ = jax.jit(lambda u, c=config: _choose(jnp.broadcast_to(jnp.asarray(logits), (rows, 8)), u, c))(
+            uniforms)
         scaled = logits / temperature
         if top_k:
             scaled = np.where(scaled >= np.sort(scaled)[-top_k], scaled, -np.inf)
@@ -152,3 +153,32 @@ def test_sampled_token_frequencies_match_the_distribution():
         sigma = np.sqrt(expected * (1 - expected) / rows)
         assert np.all(np.abs(counts - expected) <= 5 * sigma + 1e-12), (counts, expected)
         assert counts[expected == 0].sum() == 0
+
+
+@pytest.mark.parametrize("vocab", [7, 64, 150, 2048])
+def test_inverse_cdf_matches_numpy_search_and_never_draws_zero_probability(vocab):
+    """The two-level search equals NumPy's float64 searchsorted on the full CDF (away from float ties), and -inf
+    logits (first entry, block edges, the padded tail's neighbours) are never drawn, even for u at 0 and near 1."""
+    from exit_jax.sampling import inverse_cdf
+
+    rng = np.random.default_rng(vocab)
+    rows = 512
+    logits = rng.normal(0, 2, (rows, vocab)).astype(np.float32)
+    banned = rng.random((rows, vocab)) < 0.3
+    banned[:, 0] = True
+    banned[:, 63::64] = True
+    banned[:, -1] = True
+    banned[np.arange(rows), rng.integers(0, vocab, rows)] = False  # every row keeps at least one token
+    logits = np.where(banned, -np.inf, logits)
+    uniforms = rng.random(rows).astype(np.float32)
+    uniforms[:4] = [0.0, np.nextafter(np.float32(1), np.float32(0)), 0.5, 1e-9]
+    tokens = np.asarray(jax.jit(inverse_cdf)(jnp.asarray(logits), jnp.asarray(uniforms)))
+    assert not banned[np.arange(rows), tokens].any()
+    probs = np.exp(logits.astype(np.float64) - logits.max(-1, keepdims=True))
+    cdf = np.cumsum(probs / probs.sum(-1, keepdims=True), -1)
+    u64 = uniforms.astype(np.float64)
+    expected = np.array([np.searchsorted(c, u, side="right") for c, u in zip(cdf, u64, strict=True)])
+    expected = np.minimum(expected, vocab - 1)
+    near_tie = np.array([np.min(np.abs(c - u)) < 1e-5 for c, u in zip(cdf, uniforms, strict=True)])
+    assert np.array_equal(tokens[~near_tie], expected[~near_tie])
+    assert near_tie.mean() < 0.05

@@ -86,6 +86,11 @@ class PhasePeaks:
             self.peaks[name] = _status_bytes("VmHWM") if exact else ru_maxrss_bytes()
 
 
+def peak_rss_record(sampler: RssSampler, phases: PhasePeaks) -> dict[str, object]:
+    """The ``peak_rss_bytes`` measurement every side reports: process high-water mark, sampled peak, phase peaks."""
+    return {"ru_maxrss": ru_maxrss_bytes(), "sampled_peak": sampler.peak, "phases": phases.peaks}
+
+
 def time_repetitions(
     run_once: Callable[[], object],
     warmup: int,

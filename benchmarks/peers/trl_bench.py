@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.metadata
 import json
 import sys
 import tempfile
@@ -33,6 +32,8 @@ from transformers import (  # noqa: E402
     Qwen2ForCausalLM,
     TrainerCallback,
 )
+
+PACKAGES = ("trl", "torch", "transformers", "accelerate")  # versions recorded in the result
 
 
 def load(size: str) -> tuple[Qwen2ForCausalLM, PreTrainedTokenizerFast, list[str]]:
@@ -251,18 +252,10 @@ def main() -> None:
             "GRPOTrainer.train(), interval between consecutive on_step_end callbacks",
             parts={"rollout_reward_s": rollout_part_s},
         ),
-        "peak_rss_bytes": {
-            "ru_maxrss": measure.ru_maxrss_bytes(),
-            "sampled_peak": sampler.peak,
-            "phases": phases.peaks,
-        },
-    }
-    versions = {
-        name: importlib.metadata.version(name)
-        for name in ("trl", "torch", "transformers", "accelerate")
+        "peak_rss_bytes": measure.peak_rss_record(sampler, phases),
     }
     print(
-        json.dumps(workload.result("trl", args.size, versions, measurements, notes)),
+        json.dumps(workload.result("trl", args.size, PACKAGES, measurements, notes)),
         file=real_stdout,
     )
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.metadata
 import json
 import os
 import sys
@@ -45,6 +44,8 @@ from tunix.rl.rollout import base_rollout  # noqa: E402
 # No token id equals -1: EOS is an ordinary token and every row generates NEW_TOKENS tokens.
 NO_STOP_TOKENS = [-1]
 KV_CACHE_SIZE = workload.PROMPT_TOKENS + workload.NEW_TOKENS
+
+PACKAGES = ("google-tunix", "jax", "jaxlib", "flax", "optax")  # versions recorded in the result
 
 
 def model_config(size: str) -> qwen2_model.ModelConfig:
@@ -284,18 +285,10 @@ def main() -> None:
             "GRPOLearner.train(): one global step = rollout + reward + advantage + update",
             parts={"rollout_reward_s": rollout_part_s},
         ),
-        "peak_rss_bytes": {
-            "ru_maxrss": measure.ru_maxrss_bytes(),
-            "sampled_peak": sampler.peak,
-            "phases": phases.peaks,
-        },
-    }
-    versions = {
-        name: importlib.metadata.version(name)
-        for name in ("google-tunix", "jax", "jaxlib", "flax", "optax")
+        "peak_rss_bytes": measure.peak_rss_record(sampler, phases),
     }
     print(
-        json.dumps(workload.result("tunix", args.size, versions, measurements, notes)),
+        json.dumps(workload.result("tunix", args.size, PACKAGES, measurements, notes)),
         file=real_stdout,
     )
 

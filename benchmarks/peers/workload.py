@@ -445,14 +445,16 @@ def unsupported(unit: str, note: str) -> dict[str, Any]:
 
 
 def result(
-    side: str, size: str, versions: dict[str, str], measurements: dict[str, Any], notes: list[str]
+    side: str, size: str, packages: tuple[str, ...], measurements: dict[str, Any], notes: list[str]
 ) -> dict[str, Any]:
-    """The top-level JSON object each side prints."""
+    """The top-level JSON object each side prints; ``packages`` are the distributions whose versions it records."""
+    import importlib.metadata
+
     return {
         "schema": SCHEMA_VERSION,
         "side": side,
         "size": size,
-        "versions": versions,
+        "versions": {name: importlib.metadata.version(name) for name in packages},
         "workload": workload_spec(size),
         "measurements": measurements,
         "notes": notes,
