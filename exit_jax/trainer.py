@@ -122,6 +122,16 @@ def mesh_from_config(mesh_config: ml_collections.ConfigDict):
     return make_mesh(*dims)
 
 
+def _check_replay_can_start(settings, num_train_tasks: int, domain: str) -> None:
+    """A rung that replays but never expands keeps only base tasks in its buffer: with B_min above the number of
+    training tasks its replay gate never opens and the rung silently trains as plain GRPO. Refuse that config."""
+    if settings.replay and not settings.expansion and settings.min_buffer_size > num_train_tasks:
+        raise ValueError(
+            f"curriculum.min_buffer_size={settings.min_buffer_size} exceeds the {num_train_tasks} training tasks of "
+            f"domain {domain!r}: the {settings.method!r} rung's buffer holds base tasks only, so replay would never "
+            f"start and the run would be plain GRPO. Set curriculum.min_buffer_size to at most {num_train_tasks}.")
+
+
 class Trainer:
     """Runs one experiment in ``workdir``; resumes from the latest checkpoint found there."""
 
@@ -133,6 +143,8 @@ class Trainer:
         self.settings = settings_from_config(config.curriculum)
         self.mesh = mesh_from_config(config.mesh)
         self.domain = make_domain(config.domain.name, {k: v for k, v in config.domain.items() if k != "name"})
+        self.train_ids = list(self.domain.task_ids("train"))
+        _check_replay_can_start(self.settings, len(self.train_ids), config.domain.name)
         self.checkpointer = RunCheckpointer(self.workdir, run_identity(config), keep=config.train.keep_checkpoints)
         self.checkpointer.check_identity()  # before anything in the workdir is written
         model, self.tokenizer = build_model(config, self.mesh)
@@ -147,7 +159,6 @@ class Trainer:
         self.key = jax.random.key(config.seed)
         self.iteration = 0
         self.warm_started = False
-        self.train_ids = list(self.domain.task_ids("train"))
         self._stop = False
 
     # ------------------------------------------------------------------ state

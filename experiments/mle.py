@@ -73,7 +73,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.warm_start.learning_rate = 2e-3
     c.eval.K = 16
     c.eval.num_samples = 4  # avg@4: 12 greedy-search chains advance together
-    c.sweep = sweep_from_options(options, TABLE_6["per_method"] if preset == "r1-distill-qwen-7b" else None)
+    # The curriculum rung replays base tasks only, and there are 10 of them: B_min = 16 would never open its replay
+    # gate (the rung would be plain GRPO). It takes Table 6's curriculum column instead (buffer 3, B_min 3).
+    embedded_per_method = {"curriculum": TABLE_6["per_method"]["curriculum"]}
+    apply_paper_table(c, {"shared": {}, "per_method": embedded_per_method})
+    c.sweep = sweep_from_options(options, TABLE_6["per_method"] if preset == "r1-distill-qwen-7b"
+                                 else embedded_per_method)
     if preset == "smoke":
         apply_smoke(c, num_generations=4, K=2, max_tasks=1)
         c.warm_start.steps = 2

@@ -100,3 +100,13 @@ def test_num_generations_override_is_validated_as_such(tmp_path, tmp_path_factor
     refuse(("--config=experiments/math.py:smoke", "--config.rl.num_generations=1"), workdir, tmp_path_factory,
            "num_generations", "at least 2")
     assert not workdir.exists() or not any(workdir.iterdir())
+
+
+def test_curriculum_rung_whose_replay_could_never_start(tmp_path, tmp_path_factory):
+    """The MLE domain has 10 training competitions; a curriculum rung (base tasks only in its buffer) with B_min = 16
+    would silently train as plain GRPO. It is refused before anything is written, with the bound to use."""
+    workdir = tmp_path / "fresh"
+    refuse(("--config=experiments/mle.py:smoke,method=curriculum", "--config.curriculum.min_buffer_size=16",
+            "--config.curriculum.buffer_size=16"), workdir, tmp_path_factory,
+           "min_buffer_size=16", "10 training tasks", "plain grpo", "at most 10")
+    assert not workdir.exists() or not any(workdir.iterdir())

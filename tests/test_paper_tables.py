@@ -65,10 +65,19 @@ def test_real_model_presets_follow_the_paper_table(experiment, preset, table):
 
 
 def test_embedded_defaults_train_every_rung_with_the_same_hyperparameters():
+    """Equal compute and optimiser for every rung; the expanding rungs share one buffer; the curriculum rung, whose
+    buffer holds the 10 base tasks only, takes Table 6's curriculum column (3 / 3) so its replay gate can open."""
     from experiments.mle import get_config
 
-    configs = [get_config(f"method={m}") for m in METHODS]
-    for path in ("rl.learning_rate", "train.num_prompts", "rl.num_generations", "curriculum.buffer_size"):
-        assert len({_value(c, path) for c in configs}) == 1, path
-    assert all(set(entry) <= {"_label", "curriculum.method", "seed", "curriculum.seed", "train.num_iterations"}
-               for entry in get_config(None).sweep)
+    configs = {m: get_config(f"method={m}") for m in METHODS}
+    for path in ("rl.learning_rate", "train.num_prompts", "rl.num_generations"):
+        assert len({_value(c, path) for c in configs.values()}) == 1, path
+    for path in ("curriculum.buffer_size", "curriculum.min_buffer_size"):
+        assert len({_value(configs[m], path) for m in ("improve", "diverge", "exit")}) == 1, path
+    assert (configs["curriculum"].curriculum.buffer_size, configs["curriculum"].curriculum.min_buffer_size) == (3, 3)
+    sweep = get_config(None).sweep
+    plain = {"_label", "curriculum.method", "seed", "curriculum.seed", "train.num_iterations"}
+    assert all(set(entry) <= plain for entry in sweep if entry["curriculum.method"] != "curriculum")
+    curriculum_entries = [e for e in sweep if e.get("_label") == "curriculum"]
+    assert len(curriculum_entries) == 3
+    assert all((e["curriculum.buffer_size"], e["curriculum.min_buffer_size"]) == (3, 3) for e in curriculum_entries)
