@@ -1,6 +1,7 @@
 """exit_jax's side of the peer benchmark (benchmarks/peers/README.md): same workload, same JSON schema.
 
     python benchmarks/exit_jax_bench.py --size tiny [--warmup 1] [--repetitions 3] [--compute_dtype float32]
+                                        [--micro_batch_size N]
 
 Loads the workload's Qwen2 checkpoint with exit_jax's HF loader (checked against HF's reference logits), then measures
 (a) rollout: 8 prompts x G = 8 with one shared prefill per prompt, exactly 128 new tokens, temperature 1;
@@ -31,10 +32,17 @@ from exit_jax.rl.config import get_config as rl_config  # noqa: E402
 from exit_jax.rl.learner import GRPOLearner  # noqa: E402
 from exit_jax.sampling import Sampler, SamplingConfig  # noqa: E402
 
+# Rows per forward / backward pass (gradients accumulated, still one optimiser step per batch). At the small size a
+# full-batch run's process grew to 16 GiB (seen 2026-11-22 with ps; by estimate the activations saved for the
+# backward of 64 rows x 192 columns
+# x 12 layers in f32), far over issue 8's 4 GiB; passes of 8 rows cut the activations 8-fold.
+MICRO_BATCH_SIZE = {"tiny": None, "small": 8}
 
-def make_learner(model, compute_dtype: str):
+
+def make_learner(model, compute_dtype: str, micro_batch_size: int | None = None):
     config = rl_config()
     config.batch_size = workload.NUM_PROMPTS * workload.GROUP_SIZE
+    config.micro_batch_size = micro_batch_size
     config.num_generations = workload.GROUP_SIZE
     config.learning_rate = workload.LEARNING_RATE
     config.adam_b1, config.adam_b2, config.adam_eps = workload.ADAM_B1, workload.ADAM_B2, workload.ADAM_EPS
@@ -52,6 +60,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--compute_dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--micro_batch_size", type=int, default=None,
+                        help="rows per forward/backward pass (default: MICRO_BATCH_SIZE of the size)")
     args = parser.parse_args()
     real_stdout = sys.stdout
     phases = measure.PhasePeaks()
@@ -59,7 +69,9 @@ def main() -> None:
              f"f32 parameters, {args.compute_dtype} compute",
              "rollout: one prefill per prompt, KV cache repeated G times, jitted while-loop decode; "
              "stop tokens disabled so every row decodes exactly 128 tokens",
-             "train step: GRPOLearner.update (one jitted step: forward, backward, AdamW) on the 64-row batch"]
+             "train step: GRPOLearner.update (one jitted step: forward, backward, AdamW) on the 64-row batch"
+             + (f", gradients accumulated over passes of {args.micro_batch_size or MICRO_BATCH_SIZE[args.size]} rows"
+                if args.micro_batch_size or MICRO_BATCH_SIZE[args.size] else "")]
     with contextlib.redirect_stdout(sys.stderr), measure.RssSampler() as sampler:
         directory = workload.checkpoint_dir(args.size)
         model = load_hf_model(directory, compute_dtype=args.compute_dtype)
@@ -73,7 +85,8 @@ def main() -> None:
         sampler_obj = Sampler(model, max_length=workload.PROMPT_TOKENS + workload.NEW_TOKENS)
         sampling = SamplingConfig(max_new_tokens=workload.NEW_TOKENS, num_samples=workload.GROUP_SIZE,
                                   temperature=workload.TEMPERATURE, prompt_bucket=workload.PROMPT_TOKENS)
-        learner = make_learner(model, args.compute_dtype)
+        micro = args.micro_batch_size or MICRO_BATCH_SIZE[args.size]
+        learner = make_learner(model, args.compute_dtype, micro)
         keys = iter(range(10_000))
 
         def rollout():

@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "pee
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import workload  # noqa: E402
-from exit_jax_bench import make_learner  # noqa: E402
+from exit_jax_bench import MICRO_BATCH_SIZE, make_learner  # noqa: E402
 
 from exit_jax.models.hf_io import load_hf_model  # noqa: E402
 from exit_jax.rl.batch import completion_batch  # noqa: E402
@@ -96,7 +96,7 @@ def main() -> None:
     with contextlib.redirect_stdout(sys.stderr):
         model = load_hf_model(workload.build_checkpoint(args.size), compute_dtype=args.compute_dtype)
         prompts, _ = workload.load_prompts(args.size)
-        learner = make_learner(model, args.compute_dtype)
+        learner = make_learner(model, args.compute_dtype, MICRO_BATCH_SIZE[args.size])
         sampler = Sampler(model, max_length=workload.PROMPT_TOKENS + workload.NEW_TOKENS)
         config = SamplingConfig(max_new_tokens=workload.NEW_TOKENS, num_samples=workload.GROUP_SIZE,
                                 temperature=workload.TEMPERATURE, prompt_bucket=workload.PROMPT_TOKENS)
