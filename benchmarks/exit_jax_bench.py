@@ -34,8 +34,7 @@ from exit_jax.sampling import Sampler, SamplingConfig  # noqa: E402
 
 # Rows per forward / backward pass (gradients accumulated, still one optimiser step per batch). At the small size a
 # full-batch run's process grew to 16 GiB (seen 2026-11-22 with ps; by estimate the activations saved for the
-# backward of 64 rows x 192 columns
-# x 12 layers in f32), far over issue 8's 4 GiB; passes of 8 rows cut the activations 8-fold.
+# backward of 64 rows x 192 columns x 12 layers in f32), far over issue 8's 4 GiB; passes of 8 rows cut them 8-fold.
 MICRO_BATCH_SIZE = {"tiny": None, "small": 8}
 
 
