@@ -9,13 +9,14 @@ Commands and expectations:
       on random valid specs and edits, 40 iterations of ExIt GRPO (4 prompts x 8), then K = 16 greedy search (avg@4)
       on the 3 held-out competitions. Measured 9 to 12 minutes (about 5 of them the warm start); the report shows
       the normalised held-out score at k = 0..16 against each competition's ceiling (about 0.94 / 0.94 / 0.83).
-      Over 3 seeds ExIt went from 0.46 at k = 0 to 0.80 at k = 16 (GRPO 0.46 -> 0.69); see docs/results.md.
+      Over 3 seeds ExIt went from 0.48 at k = 0 to 0.78 at k = 16 (GRPO 0.45 -> 0.70); see docs/results.md.
   python launch/tpu_run.py --config=experiments/mle.py:smoke --workdir=/tmp/w
       Under 2 minutes (about 45 s here): 2 iterations and a K = 2 search on one held-out competition; for tests.
   python launch/tpu_run.py --config=experiments/mle.py --sweep --parallel=2 --results_md=docs/results.md
       The paper's ladder (base policy, grpo, curriculum, improve, diverge, exit) x 3 seeds at equal compute: each
-      seed's warm start is trained once and shared; about 100 minutes of member runs. Writes comparison.md and the
-      results page with the verdict on issue 9's criteria. ``:rungs=base+grpo+exit,seeds=2`` runs part of it.
+      seed's warm start is trained once and shared; 90 minutes measured on a loaded 2-core machine. Writes
+      comparison.md and the results page with the verdict on issue 9's criteria. ``:rungs=base+grpo+exit,seeds=2``
+      runs part of it.
   python launch/tpu_run.py --config=experiments/mle.py:r1-distill-qwen-7b --config.model.hf_dir=DIR
       DeepSeek-R1-Distill-Qwen-7B (or EXIT_JAX_R1_DISTILL_QWEN_7B=DIR) writing full solution.py files, Table 6
       hyperparameters, on a TPU pod; the paper reports 58.6 +- 2.5 (Full ExIt) vs 48.0 +- 0.7 (GRPO) normalised
