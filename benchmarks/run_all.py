@@ -170,7 +170,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     commands = {
         "setup": "bash benchmarks/peers/setup.sh",
-        "run_all": display([sys.executable, *sys.argv]).replace(" --report-only", ""),
+        "run_all": display([sys.executable, *sys.argv]),
     }
 
     probe_path = RESULTS / "machine_probe.json"
@@ -219,7 +219,7 @@ def main() -> None:
     probe = json.loads(probe_path.read_text()) if probe_path.exists() else None
     generated = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     args.docs.parent.mkdir(parents=True, exist_ok=True)
-    args.docs.write_text(report.render(results, probe, commands, generated))
+    args.docs.write_text(report.render(results, probe, commands, generated, args.report_only))
     print(f"wrote {display([str(args.docs)])}", file=sys.stderr)
     for size, sides in results.items():
         for side, result in sides.items():

@@ -203,14 +203,19 @@ def render(
     probe: dict | None,
     commands: dict[str, str],
     generated: str,
+    report_only: bool = False,
 ) -> str:
-    """The whole report. `results[size][side]` is a side's JSON object (workload schema)."""
+    """The whole report. `results[size][side]` is a side's JSON object (workload schema); `report_only`: re-rendered
+    from saved results (sizes may come from different runs)."""
     out = [
         "# Side-by-side benchmarks: exit_jax vs Tunix vs TRL",
         "",
-        f"Generated {generated} by `{commands['run_all']}`. All sides ran one after the other "
-        "in one run on this machine; compare ratios, not absolute times (the machine is shared "
-        "and noisy: see the load average).",
+        (f"Re-rendered {generated} by `{commands['run_all']}` from the saved results of earlier runs "
+         "(each size's sides ran one after the other in one run: see its commands below); "
+         if report_only else
+         f"Generated {generated} by `{commands['run_all']}`. All sides ran one after the other "
+         "in one run on this machine; ")
+        + "compare ratios, not absolute times (the machine is shared and noisy: see the load average).",
         "",
     ]
     out += ["## Machine", ""]
