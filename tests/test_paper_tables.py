@@ -81,3 +81,19 @@ def test_embedded_defaults_train_every_rung_with_the_same_hyperparameters():
     curriculum_entries = [e for e in sweep if e.get("_label") == "curriculum"]
     assert len(curriculum_entries) == 3
     assert all((e["curriculum.buffer_size"], e["curriculum.min_buffer_size"]) == (3, 3) for e in curriculum_entries)
+
+
+def test_mle_presets_cap_cpu_time_with_the_wall_clock_as_a_safety_net():
+    """The embedded default grades a spec on 10 s of CPU time (load-independent), with a 30 s wall-clock net; the
+    real-model preset keeps the paper's 5-minute cap on both."""
+    from exit_jax.domains.registry import make_domain
+    from experiments.mle import get_config
+
+    limits = get_config(None).domain.limits
+    assert (limits.cpu_s, limits.timeout_s) == (10.0, 30.0)
+    job = make_domain("mle", {k: v for k, v in get_config(None).domain.items() if k != "name"}).config.limits.to_job()
+    assert (job["cpu_s"], job["timeout_s"]) == (10, 30.0)
+    smoke = get_config("smoke").domain.limits
+    assert (smoke.cpu_s, smoke.timeout_s) == (30.0, 30.0)
+    real = get_config("r1-distill-qwen-7b").domain.limits
+    assert (real.cpu_s, real.timeout_s) == (300.0, 300.0)

@@ -82,11 +82,11 @@ def _expose_python() -> None:
                 os.rmdir(stage)
 
 
-def _limit(resource_name: str, value: int) -> None:
+def _limit(resource_name: str, value: int, hard: int | None = None) -> None:
     import resource
 
     res = getattr(resource, resource_name)
-    resource.setrlimit(res, (value, value))
+    resource.setrlimit(res, (value, value if hard is None else hard))
 
 
 def run_confined(slot: Any, job: dict, out_w: int, err_w: int) -> None:
@@ -117,7 +117,11 @@ def run_confined(slot: Any, job: dict, out_w: int, err_w: int) -> None:
                 if os.path.isdir(private) and not slot.work_dir.startswith(private.rstrip("/") + "/"):
                     mount("tmpfs", private, "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=1777")
             _expose_python()
-        _limit("RLIMIT_CPU", int(limits["cpu_s"]))
+        # CPU time: SIGXCPU at cpu_s ends the run with exit code 152, reported as cpu_limit. The handler is needed
+        # because the solution runs as init of its PID namespace, where a signal's default action does not apply;
+        # the hard limit 2 s later (SIGKILL) covers code that never returns to the interpreter or replaces it.
+        signal.signal(signal.SIGXCPU, lambda *_: os._exit(128 + signal.SIGXCPU))
+        _limit("RLIMIT_CPU", int(limits["cpu_s"]), int(limits["cpu_s"]) + 2)
         _limit("RLIMIT_AS", int(limits["memory_mb"]) << 20)
         _limit("RLIMIT_FSIZE", int(limits["file_mb"]) << 20)
         _limit("RLIMIT_NOFILE", int(limits["nofile"]))

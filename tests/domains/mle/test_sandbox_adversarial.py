@@ -244,3 +244,16 @@ raise SystemExit(1 if any(code != 0 for code in statuses) else 0)
     assert _live_processes({worker.uid for worker in evaluator.sandbox._pool}) == []
     assert not result.valid and result.error == "memory_limit", (result.error, result.feedback)
     assert "-9" in result.feedback  # the kernel OOM-killed inside the job's cgroup, not elsewhere on the host
+
+
+def test_cpu_time_and_wall_clock_are_separate_limits(evaluator, toy_competition):
+    """With cpu_s < timeout_s (the embedded MLE default: 10 s of CPU, 30 s of wall clock), a solution that waits
+    longer than cpu_s but burns little CPU is valid, and one that burns more than cpu_s of CPU is stopped by the CPU
+    limit well before the wall clock runs out."""
+    limits = dataclasses.replace(SHORT, cpu_s=1.0, timeout_s=8.0)
+    waits = "import time\ntime.sleep(2.5)\n" + GOOD
+    result = evaluator.evaluate(toy_competition, waits, limits)
+    assert result.valid, (result.error, result.feedback)
+    result = evaluator.evaluate(toy_competition, "while True:\n    pass\n", limits)
+    assert not result.valid and result.error == "cpu_limit", (result.error, result.feedback)
+    assert result.runtime_s < 6.0
