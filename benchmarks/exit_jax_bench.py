@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--micro_batch_size", type=int, default=None,
                         help="rows per forward/backward pass (default: MICRO_BATCH_SIZE of the size)")
     args = parser.parse_args()
+    micro = args.micro_batch_size or MICRO_BATCH_SIZE[args.size]
     real_stdout = sys.stdout
     phases = measure.PhasePeaks()
     notes = [f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} cores; "
@@ -69,8 +70,7 @@ def main() -> None:
              "rollout: one prefill per prompt, KV cache repeated G times, jitted while-loop decode; "
              "stop tokens disabled so every row decodes exactly 128 tokens",
              "train step: GRPOLearner.update (one jitted step: forward, backward, AdamW) on the 64-row batch"
-             + (f", gradients accumulated over passes of {args.micro_batch_size or MICRO_BATCH_SIZE[args.size]} rows"
-                if args.micro_batch_size or MICRO_BATCH_SIZE[args.size] else "")]
+             + (f", gradients accumulated over passes of {micro} rows" if micro else "")]
     with contextlib.redirect_stdout(sys.stderr), measure.RssSampler() as sampler:
         directory = workload.checkpoint_dir(args.size)
         prompts, prompt_texts = workload.load_prompts(args.size)
@@ -81,15 +81,18 @@ def main() -> None:
         logits, _, _ = checked(jnp.asarray(prompts), jnp.asarray(positions), jnp.ones_like(jnp.asarray(prompts), bool))
         notes.append(f"max |dlogit| vs HF reference (f32 compute): "
                      f"{workload.check_logits(args.size, np.asarray(logits[:, -1])):.2e}")
-        del checked, logits
-        model = load_hf_model(directory, compute_dtype=args.compute_dtype)
+        del logits
+        if args.compute_dtype == "float32":
+            model = checked
+        else:
+            del checked
+            model = load_hf_model(directory, compute_dtype=args.compute_dtype)
         from transformers import PreTrainedTokenizerFast
 
         tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(directory / "tokenizer.json"))
         sampler_obj = Sampler(model, max_length=workload.PROMPT_TOKENS + workload.NEW_TOKENS)
         sampling = SamplingConfig(max_new_tokens=workload.NEW_TOKENS, num_samples=workload.GROUP_SIZE,
                                   temperature=workload.TEMPERATURE, prompt_bucket=workload.PROMPT_TOKENS)
-        micro = args.micro_batch_size or MICRO_BATCH_SIZE[args.size]
         learner = make_learner(model, args.compute_dtype, micro)
         keys = iter(range(10_000))
 
