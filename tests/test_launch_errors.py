@@ -103,10 +103,14 @@ def test_num_generations_override_is_validated_as_such(tmp_path, tmp_path_factor
 
 
 def test_curriculum_rung_whose_replay_could_never_start(tmp_path, tmp_path_factory):
-    """The MLE domain has 10 training competitions; a curriculum rung (base tasks only in its buffer) with B_min = 16
-    would silently train as plain GRPO. It is refused before anything is written, with the bound to use."""
+    """The MLE domain has fewer training competitions than 16; a curriculum rung (base tasks only in its buffer) with
+    B_min = 16 would silently train as plain GRPO. It is refused before anything is written, with the bound to use."""
+    from exit_jax.domains.mle.builtin import builtin_names
+
+    n_train = len(builtin_names("train"))
+    assert n_train < 16
     workdir = tmp_path / "fresh"
     refuse(("--config=experiments/mle.py:smoke,method=curriculum", "--config.curriculum.min_buffer_size=16",
             "--config.curriculum.buffer_size=16"), workdir, tmp_path_factory,
-           "min_buffer_size=16", "10 training tasks", "plain grpo", "at most 10")
+           "min_buffer_size=16", f"{n_train} training tasks", "plain grpo", f"at most {n_train}")
     assert not workdir.exists() or not any(workdir.iterdir())

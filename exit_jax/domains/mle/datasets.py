@@ -185,3 +185,98 @@ def make_credit(rng, n: int = 3500):
     frame["income"] = _mnar(rng, frame["income"], 0.3, 0.05, quantile=0.2, upper=False)
     frame["employment"] = frame["employment"].mask(rng.rand(n) < 0.1)
     return frame, pd.Series(grade)
+
+
+# --- The held-out set (fixed in session 4, before any policy ran on it). ---
+
+
+def make_friedman2(rng):
+    """Impedance of an RLC circuit: four inputs on scales from 1 to 1700, three noise columns, 10% MCAR in one."""
+    x, y = skd.make_friedman2(n_samples=2500, noise=60.0, random_state=rng)
+    frame = pd.DataFrame(x, columns=["resistance", "frequency", "inductance", "capacitance"])
+    frame["frequency"] = _mcar(rng, frame["frequency"], 0.1)
+    noise = _frame(rng.randn(len(frame), 3) * [0.5, 50.0, 5000.0], prefix="aux")
+    return pd.concat([frame, noise], axis=1), pd.Series(y)
+
+
+def make_xor(rng, n: int = 3000):
+    """A noisy sign(a * b) interaction plus two weak additive signals among eight distractors."""
+    a, b = rng.randn(n), rng.randn(n)
+    c, d = rng.randn(n), rng.uniform(0, 10, size=n)
+    logit = 2.5 * np.sign(a * b) * np.minimum(np.abs(a * b), 1.5) + 0.6 * c - 0.15 * (d - 5)
+    y = (rng.rand(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    signal = np.column_stack([a * 4.0, b * 0.2, c, d])
+    return _with_distractors(rng, signal, 8), pd.Series(y)
+
+
+def make_blobs(rng, n: int = 3000):
+    """Four classes of two overlapping blobs each in 6 dimensions, skewed onto very different scales, 5 distractors."""
+    x, y = skd.make_blobs(n_samples=n, n_features=6, centers=8, cluster_std=1.6, center_box=(-5.0, 5.0),
+                          random_state=rng)
+    x = x @ rng.normal(0, 1, size=(6, 6)) * 10.0 ** rng.uniform(-1, 1.5, size=6)
+    return _with_distractors(rng, x, 5), pd.Series(np.array(["north", "south", "east", "west"])[y % 4])
+
+
+def make_insurance(rng, n: int = 4000):
+    """Yearly claim cost: a smoker x BMI interaction, an age curve, region and plan effects; heavy right tail."""
+    age = rng.uniform(18, 80, size=n)
+    bmi = np.clip(rng.normal(28, 5, size=n), 16, 40)
+    smoker = rng.rand(n) < 0.2
+    children = rng.poisson(1.0, size=n).astype(float)
+    region = rng.choice(["north", "south", "east", "west", "central"], size=n)
+    plan = rng.choice(["basic", "standard", "premium"], size=n, p=[0.5, 0.35, 0.15])
+    region_effect = dict(zip(["north", "south", "east", "west", "central"], rng.normal(0, 0.15, size=5), strict=True))
+    log_cost = (7.5 + 0.025 * age + 0.00025 * (age - 45) ** 2 + 0.9 * smoker + 0.04 * np.maximum(bmi - 30, 0)
+                * (1 + 2 * smoker) + 0.05 * children + pd.Series(region).map(region_effect).to_numpy()
+                + pd.Series(plan).map({"basic": -0.2, "standard": 0.0, "premium": 0.35}).to_numpy()
+                + rng.normal(0, 0.2, size=n))
+    frame = pd.DataFrame({"age": age.round(0), "bmi": bmi.round(1), "smoker": np.where(smoker, "yes", "no"),
+                          "children": children, "region": region, "plan": plan})
+    frame["bmi"] = _mnar(rng, frame["bmi"], 0.3, 0.05)
+    frame["region"] = frame["region"].mask(rng.rand(n) < 0.1)
+    return frame, pd.Series(np.round(np.exp(log_cost) / 1000.0, 3))
+
+
+def make_loans(rng, n: int = 4000):
+    """Loan default: threshold effects in utilisation and delinquencies, a term x rate interaction, informative gaps."""
+    amount = np.exp(rng.normal(9.3, 0.7, size=n))
+    rate = rng.uniform(4, 25, size=n)
+    term = rng.choice([36, 60], size=n, p=[0.7, 0.3])
+    utilisation = rng.beta(2, 3, size=n)
+    delinquencies = rng.poisson(0.4, size=n).astype(float)
+    history = rng.uniform(1, 30, size=n)
+    grade = rng.choice(["g1", "g2", "g3", "g4", "g5", "g6", "g7"], size=n)
+    grade_effect = dict(zip([f"g{i}" for i in range(1, 8)], np.sort(rng.normal(0, 0.5, size=7)), strict=True))
+    purpose = rng.choice(["car", "home", "debt", "medical", "business"], size=n)
+    logit = (-0.1 + 2.5 * (utilisation > 0.7) + 1.5 * (delinquencies >= 2) + 0.15 * (rate - 12) * (term == 60)
+             + 0.03 * (rate - 12) - 0.8 * np.log(history) + 0.3 * (np.log(amount) - 9.3)
+             + pd.Series(grade).map(grade_effect).to_numpy() * 2 + 1.0 * (purpose == "business")
+             + rng.normal(0, 0.4, size=n))
+    default = (rng.rand(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    frame = pd.DataFrame({"amount": amount.round(0), "rate": rate.round(2), "term": term.astype(float),
+                          "utilisation": utilisation.round(3), "delinquencies": delinquencies,
+                          "history_years": history.round(1), "grade": grade, "purpose": purpose})
+    frame["delinquencies"] = frame["delinquencies"].mask(rng.rand(n) < np.where(delinquencies >= 2, 0.4, 0.05))
+    frame["history_years"] = _mcar(rng, frame["history_years"], 0.15)
+    return frame, pd.Series(default)
+
+
+def make_energy(rng, n: int = 3000):
+    """Building energy rating (A-D) from a nonlinear load with building-type and insulation effects."""
+    area = np.exp(rng.normal(5.0, 0.5, size=n))
+    year = rng.uniform(1900, 2020, size=n)
+    glazing = rng.uniform(0.1, 0.6, size=n)
+    height = rng.choice([1, 2, 3, 4, 6, 10], size=n).astype(float)
+    kind = rng.choice(["house", "terrace", "flat", "office", "school"], size=n)
+    insulation = rng.choice(["none", "partial", "full"], size=n, p=[0.25, 0.45, 0.3])
+    kind_effect = dict(zip(["house", "terrace", "flat", "office", "school"], rng.normal(0, 0.3, size=5), strict=True))
+    load = (np.where(year < 1950, 0.8, np.where(year < 1990, 0.3, -0.4)) + 1.5 * (glazing - 0.3) ** 2 * 10
+            - 0.3 * np.log(area / 150) * (height > 3) + pd.Series(kind).map(kind_effect).to_numpy()
+            + pd.Series(insulation).map({"none": 0.6, "partial": 0.0, "full": -0.5}).to_numpy()
+            + rng.normal(0, 0.35, size=n))
+    rating = np.select([load < -0.3, load < 0.3, load < 0.9], ["A", "B", "C"], "D")
+    frame = pd.DataFrame({"floor_area": area.round(1), "year_built": year.round(0), "glazing_ratio": glazing.round(3),
+                          "storeys": height, "building": kind, "insulation": insulation})
+    frame["year_built"] = _mnar(rng, frame["year_built"], 0.3, 0.05, quantile=0.25, upper=False)
+    frame["insulation"] = frame["insulation"].mask(rng.rand(n) < 0.15)
+    return frame, pd.Series(rating)

@@ -26,6 +26,12 @@ REFERENCE_SPECS = {
     "friedman3-rmse": "model=lin scale=std feat=poly2",
     "circles-auc": "model=lin scale=std feat=poly2",
     "credit-logloss": "model=lin scale=std",
+    "friedman2-rmse": "model=lin scale=std feat=poly2",
+    "xor-acc": "model=knn scale=std k=30 w=dist",
+    "blobs-logloss": "model=lin scale=std feat=poly2",
+    "insurance-rmse": "model=lin scale=std feat=poly2",
+    "loans-auc": "model=lin scale=std",
+    "energy-logloss": "model=lin scale=std",
 }
 # An independent hand-written python reference: one-hot encoding + gradient boosting (native missing values).
 PYTHON_REFERENCE = '''
@@ -86,7 +92,7 @@ def competitions(tmp_path_factory):
 
 def test_set_shape():
     train, heldout = builtin.builtin_names("train"), builtin.builtin_names("heldout")
-    assert len(train) + len(heldout) >= 12 and len(heldout) >= 3
+    assert len(train) + len(heldout) >= 12 and len(heldout) >= 6
     metrics = {builtin.BUILTIN_BY_NAME[n].metric for n in train + heldout}
     tasks = {builtin.BUILTIN_BY_NAME[n].task for n in train + heldout}
     assert metrics == {"auc", "accuracy", "logloss", "rmse"}
