@@ -19,7 +19,10 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from exit_jax.domains.math.datasets import MathProblem, load_problem_file, training_subset
+from exit_jax.domains.math.demonstrations import demonstrations
 from exit_jax.domains.math.grading import judge
 from exit_jax.domains.math.procedural import FAMILIES, procedural_splits
 from exit_jax.domains.math.prompts import PROMPT_STYLES, render_math_prompt
@@ -167,3 +170,17 @@ class MathDomain:
 
     def rollout(self, instances: Sequence[Instance], policy_fn: PolicyFn) -> list[Episode]:
         return single_turn_rollout(self, instances, policy_fn)
+
+    def demonstrations(self, count: int, rng: np.random.Generator) -> list[tuple[Instance, str]]:
+        """Warm-start pairs from a fallible teacher on training problems only (see ``demonstrations.py``).
+
+        Procedural source only: the teacher's wrong answers are numeric near misses, which a file's LaTeX answers do
+        not support. Asked for anyway (``warm_start.steps`` > 0 with ``source="files"``), this names the reason instead
+        of handing the trainer an empty batch.
+        """
+        if self.config.source != "procedural":
+            raise ValueError(
+                f"math: warm-start demonstrations exist for source='procedural' only, not "
+                f"{self.config.source!r}; set warm_start.steps=0"
+            )
+        return demonstrations(self, count, rng)

@@ -25,7 +25,8 @@ from exit_jax.domains.math.datasets import MathProblem
 FAMILIES = ("add", "sub", "mul", "two_step", "linear", "fraction", "mod")
 
 
-def _fraction_text(value: Fraction) -> str:
+def fraction_text(value: Fraction) -> str:
+    """``5/6``, or ``3`` for a whole number: the answer format of every procedural problem."""
     return str(value.numerator) if value.denominator == 1 else f"{value.numerator}/{value.denominator}"
 
 
@@ -55,7 +56,7 @@ def generate_problem(
     if family == "fraction":
         a, b = rng.randint(1, small), rng.randint(2, small)
         c, d = rng.randint(1, small), rng.randint(2, small)
-        return family, f"{a}/{b}+{c}/{d}", _fraction_text(Fraction(a, b) + Fraction(c, d))
+        return family, f"{a}/{b}+{c}/{d}", fraction_text(Fraction(a, b) + Fraction(c, d))
     if family == "mod":
         a, m = rng.randint(small, 4 * max_operand), rng.randint(2, small)
         return family, f"{a} mod {m}", str(a % m)
