@@ -78,7 +78,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.warm_start.learning_rate = 2e-3
     c.eval.K = 16
     c.eval.num_samples = 4  # avg@4 on the 6 held-out competitions: 24 greedy-search chains advance together
-    # The curriculum rung replays base tasks only, and there are 10 of them: B_min = 16 would never open its replay
+    # The curriculum rung replays base tasks only, and there are 13 of them: B_min = 16 would never open its replay
     # gate (the rung would be plain GRPO). It takes Table 6's curriculum column instead (buffer 3, B_min 3).
     embedded_per_method = {"curriculum": TABLE_6["per_method"]["curriculum"]}
     apply_paper_table(c, {"shared": {}, "per_method": embedded_per_method})
