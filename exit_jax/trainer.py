@@ -22,6 +22,8 @@ exactly the mean negative log-likelihood gradient of the demonstrations.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -50,6 +52,30 @@ from exit_jax.sharding import global_array, host_value, make_mesh
 from exit_jax.types import Episode, Message
 
 
+@contextlib.contextmanager
+def _file_lock(path: Path | None):
+    """An exclusive advisory lock on ``path`` (created if missing) for the block; no lock for ``None``."""
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def base_seed(config: ml_collections.ConfigDict) -> int:
+    """The base policy's seed, ``model.seed``: the embedded policy's initial weights and the warm start's draw.
+
+    It is not ``config.seed`` (the RL run's), so the seeds of a sweep share one base policy, as the paper's seeds
+    share one pretrained model. A config saved before the field existed falls back to ``config.seed``, the old rule.
+    """
+    return int(config.model.get("seed", config.seed))
+
+
 def build_model(config: ml_collections.ConfigDict, mesh):
     """(model, tokenizer) from ``config.model``: the embedded default or a local HF directory."""
     source = config.model.source
@@ -57,7 +83,7 @@ def build_model(config: ml_collections.ConfigDict, mesh):
     if source == "embedded":
         from exit_jax.models.embedded import embedded_policy
 
-        model, tokenizer = embedded_policy(config.seed, **dtypes)
+        model, tokenizer = embedded_policy(base_seed(config), **dtypes)
         if mesh is not None:
             from exit_jax.sharding import shard_state
 
@@ -77,6 +103,7 @@ def build_model(config: ml_collections.ConfigDict, mesh):
 def run_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return {"experiment": config.experiment, "preset": config.preset, "method": config.curriculum.method,
             "model": config.model.source + ":" + str(config.model.hf_dir or ""), "seed": config.seed,
+            "model_seed": base_seed(config),
             "num_prompts": config.train.num_prompts, "num_generations": config.rl.num_generations}
 
 
@@ -286,22 +313,29 @@ class Trainer:
         """Supervised warm start on the domain's demonstrations (see module docstring).
 
         With ``warm_start.cache_dir`` set, the warm-started parameters and the logged NLLs are stored there under a
-        key of everything they depend on, and a later run with the same key (another method or ablation of the same
-        seed in a sweep: the ladder's shared base policy) loads them instead of training again; the result, the
-        logged metrics included, is bitwise the same either way.
+        key of everything they depend on (``model.seed``, not the RL ``seed``), and a later run with the same key
+        (every member of a ladder sweep: its shared base policy) loads them instead of training again; the result,
+        the logged metrics included, is bitwise the same either way.
         """
         ws = self.config.warm_start
         if ws.steps <= 0 or self.warm_started or not hasattr(self.domain, "demonstrations"):
             self.warm_started = True
             return
         cache = self._warm_start_cache_path()
-        if cache is not None and cache.with_suffix(".json").exists():
-            params, logged = self._load_warm_start(cache)
-            for step, metrics in logged:
-                log(step, metrics)
-            self.learner.reset_optimizer(params)
-            self.warm_started = True
-            return
+        # One process trains a key at a time: a sweep's parallel members wait for the first and load its entry
+        # (single-host only: the processes of one multi-host run must train together).
+        with _file_lock(cache.with_suffix(".lock") if cache is not None and jax.process_count() == 1 else None):
+            if cache is not None and cache.with_suffix(".json").exists():
+                params, logged = self._load_warm_start(cache)
+                for step, metrics in logged:
+                    log(step, metrics)
+                self.learner.reset_optimizer(params)
+            else:
+                self._train_warm_start(log, cache)
+        self.warm_started = True
+
+    def _train_warm_start(self, log, cache: Path | None) -> None:
+        ws = self.config.warm_start
         logged: list[tuple[int, dict[str, float]]] = []
 
         def record(step: int, metrics: dict[str, float]) -> None:
@@ -313,7 +347,7 @@ class Trainer:
                           batch_size=ws.batch_size, num_generations=2, micro_batch_size=None, warmup_steps=0,
                           mask_truncated_completions=False)
         sft = GRPOLearner(self.learner.model(), sft_config, mesh=self.mesh)
-        rng = np.random.default_rng([self.config.seed, 2])
+        rng = np.random.default_rng([base_seed(self.config), 2])
         length = self.config.sampling.max_prompt_length + self.config.sampling.max_new_tokens
         pad = self.policy.sampling.pad_id
         for step in range(ws.steps):
@@ -331,14 +365,14 @@ class Trainer:
         if cache is not None and jax.process_index() == 0:
             self._store_warm_start(cache, sft.params, logged)
         self.learner.reset_optimizer(sft.params)
-        self.warm_started = True
 
     def _warm_start_cache_path(self) -> Path | None:
         directory = self.config.warm_start.get("cache_dir", "")
         if not directory:
             return None
         config = self.config
-        key = {"model": config.model.to_dict(), "seed": config.seed, "warm_start": config.warm_start.to_dict(),
+        key = {"model": config.model.to_dict(), "base_seed": base_seed(config),
+               "warm_start": config.warm_start.to_dict(),
                "domain": config.domain.to_dict(), "sampling": config.sampling.to_dict(),
                "rl_optimizer": {k: config.rl[k] for k in ("max_grad_norm", "adam_b1", "adam_b2", "adam_eps",
                                                           "weight_decay", "max_completion_length")},
@@ -348,7 +382,7 @@ class Trainer:
         probe = self.domain.demonstrations(16, np.random.default_rng(0))
         key["demonstrations"] = [[m.content for m in self.domain.render(inst)] + [text] for inst, text in probe]
         digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        return Path(directory) / f"{config.experiment}-seed{config.seed}-{digest}"
+        return Path(directory) / f"{config.experiment}-base{base_seed(config)}-{digest}"
 
     def _store_warm_start(self, path: Path, params, logged) -> None:
         """Parameters as an .npz (leaf order of the state tree) and the logged metrics, each written atomically;

@@ -65,7 +65,7 @@ def run_sweep(config, sweep_dir: str, parallel: int, print_only: bool, results_m
                                                           "--results_md", "--config=")) if a != "--config"]
     if (config.warm_start.steps > 0 and not config.warm_start.cache_dir
             and not any(a.startswith("--config.warm_start.cache_dir") for a in overrides)):
-        # Members of one seed share the warm-started base policy: trained once, loaded by the others (bitwise).
+        # Members share the warm-started base policy (model.seed): trained once, loaded by the others (bitwise).
         overrides.append(f"--config.warm_start.cache_dir={os.path.join(sweep_dir, 'warm_start')}")
     members = sweep.plan(config, _config_arg(sys.argv), sweep_dir, overrides, python=sys.executable)
     if print_only:

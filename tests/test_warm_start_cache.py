@@ -1,5 +1,6 @@
 """The warm-start cache: a second run with the same key loads the first one's parameters and logged NLLs bitwise and
-trains nothing; anything the warm start depends on (here the seed) changes the key."""
+trains nothing, also under another RL seed (a sweep's seeds share one base policy); anything the warm start depends
+on (here the base seed, ``model.seed``) changes the key."""
 
 import jax
 import numpy as np
@@ -8,8 +9,9 @@ from exit_jax.trainer import Trainer
 from experiments.mle import get_config
 
 
-def _trainer(tmp_path, name, seed=0):
+def _trainer(tmp_path, name, seed=0, model_seed=0):
     config = get_config(f"smoke,seed={seed}")
+    config.model.seed = model_seed
     config.warm_start.cache_dir = str(tmp_path / "cache")
     return Trainer(config, tmp_path / name)
 
@@ -50,10 +52,51 @@ def test_cached_warm_start_is_bitwise_equal_and_skips_training(tmp_path):
         np.testing.assert_array_equal(got, want)
     assert second.warm_started
 
-    other_seed = _trainer(tmp_path, "c", seed=1)
-    batches = _count_training_batches(other_seed)
-    _warm_start(other_seed)
-    assert len(batches) == other_seed.config.warm_start.steps
+    # Another RL seed, the same base seed: the same initial weights, and the cached warm start is loaded.
+    rl_seed = _trainer(tmp_path, "c", seed=1)
+    for got, want in zip(jax.tree.leaves(rl_seed.learner.params), initial, strict=True):
+        np.testing.assert_array_equal(np.asarray(got), want)
+    batches = _count_training_batches(rl_seed)
+    logged_rl, params_rl = _warm_start(rl_seed)
+    assert batches == [] and logged_rl == logged
+    for got, want in zip(params_rl, params, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+    other_base = _trainer(tmp_path, "d", model_seed=1)
+    assert any(not np.array_equal(np.asarray(p), q)
+               for p, q in zip(jax.tree.leaves(other_base.learner.params), initial, strict=True))
+    batches = _count_training_batches(other_base)
+    _warm_start(other_base)
+    assert len(batches) == other_base.config.warm_start.steps
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
-    for trainer in (first, second, other_seed):
+    for trainer in (first, second, rl_seed, other_base):
         trainer.domain.close()
+
+
+def test_file_lock_serialises_parallel_members(tmp_path):
+    """The lock around check-train-store: a second holder enters only after the first has left (so a sweep's
+    parallel members of one base seed train it once); ``None`` takes no lock."""
+    import threading
+    import time
+
+    from exit_jax.trainer import _file_lock
+
+    path = tmp_path / "cache" / "key.lock"
+    events: list[str] = []
+    first_inside = threading.Event()
+
+    def second():
+        first_inside.wait()
+        with _file_lock(path):
+            events.append("second in")
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with _file_lock(path):
+        first_inside.set()
+        time.sleep(0.5)  # the second holder is blocked meanwhile; without the lock it would append first
+        events.append("first out")
+    thread.join(timeout=30)
+    assert events == ["first out", "second in"]
+    with _file_lock(None):
+        pass
