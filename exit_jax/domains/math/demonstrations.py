@@ -57,13 +57,15 @@ def near_miss(answer: str, rng: np.random.Generator) -> str:
     return fraction_text(value + Fraction(slip, value.denominator))
 
 
-def attempt(answer: str, rng: np.random.Generator) -> str:
-    """One teacher attempt at a problem whose exact answer is ``answer``: right with probability TEACHER_ACCURACY."""
-    return boxed(answer if rng.random() < TEACHER_ACCURACY else near_miss(answer, rng))
+def attempt(answer: str, rng: np.random.Generator, accuracy: float = TEACHER_ACCURACY) -> str:
+    """One teacher attempt at a problem whose exact answer is ``answer``: right with probability ``accuracy``."""
+    return boxed(answer if rng.random() < accuracy else near_miss(answer, rng))
 
 
-def demonstrations(domain: MathDomain, count: int, rng: np.random.Generator) -> list[tuple[Instance, str]]:
-    """``count`` (instance, response) pairs on the domain's training problems, kinds drawn by ``KIND_WEIGHTS``."""
+def demonstrations(domain: MathDomain, count: int, rng: np.random.Generator,
+                   accuracy: float = TEACHER_ACCURACY) -> list[tuple[Instance, str]]:
+    """``count`` (instance, response) pairs on the domain's training problems, kinds drawn by ``KIND_WEIGHTS``; each
+    teacher attempt is right with probability ``accuracy`` (the domain's ``teacher_accuracy``)."""
     task_ids = domain.task_ids("train")
     kinds = list(KIND_WEIGHTS)
     weights = np.asarray([KIND_WEIGHTS[kind] for kind in kinds])
@@ -74,12 +76,12 @@ def demonstrations(domain: MathDomain, count: int, rng: np.random.Generator) -> 
         answer = domain.problem(task_id).answer
         base = domain.base_instance(task_id)
         if kind == "base":
-            out.append((base, attempt(answer, rng)))
+            out.append((base, attempt(answer, rng, accuracy)))
             continue
-        previous = attempt(answer, rng)
+        previous = attempt(answer, rng, accuracy)
         child = domain.child(base, previous, domain.grade([base], [previous])[0])
         if kind == "diverge":
-            out.append((child.with_mode("diverge"), attempt(answer, rng)))
+            out.append((child.with_mode("diverge"), attempt(answer, rng, accuracy)))
         else:
-            out.append((child, previous if rng.random() < KEEP_PROBABILITY else attempt(answer, rng)))
+            out.append((child, previous if rng.random() < KEEP_PROBABILITY else attempt(answer, rng, accuracy)))
     return out

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from exit_jax.domains.math.datasets import MathProblem, load_problem_file, training_subset
-from exit_jax.domains.math.demonstrations import demonstrations
+from exit_jax.domains.math.demonstrations import TEACHER_ACCURACY, demonstrations
 from exit_jax.domains.math.grading import judge
 from exit_jax.domains.math.procedural import FAMILIES, procedural_splits
 from exit_jax.domains.math.prompts import PROMPT_STYLES, render_math_prompt
@@ -46,6 +46,8 @@ class MathConfig:
     procedural_max_operand: int = 50
     # None: True for the "chat" prompts (the paper's boxed format), False for "compact" (tiny policy).
     require_boxed: bool | None = None
+    # The warm-start teacher's chance of being right on an attempt (demonstrations.py); procedural source only.
+    teacher_accuracy: float = TEACHER_ACCURACY
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> MathConfig:
@@ -76,6 +78,8 @@ class MathConfig:
             raise ValueError("math config: source='files' needs train_files (JSONL/JSON/Parquet paths)")
         if self.source == "procedural" and self.procedural_heldout_size <= 0:
             raise ValueError("math config: procedural_heldout_size must be positive")
+        if not 0.0 <= self.teacher_accuracy <= 1.0:
+            raise ValueError(f"math config: teacher_accuracy must be in [0, 1], got {self.teacher_accuracy}")
 
 
 class MathDomain:
@@ -183,4 +187,4 @@ class MathDomain:
                 f"math: warm-start demonstrations exist for source='procedural' only, not "
                 f"{self.config.source!r}; set warm_start.steps=0"
             )
-        return demonstrations(self, count, rng)
+        return demonstrations(self, count, rng, self.config.teacher_accuracy)

@@ -119,3 +119,18 @@ def test_files_source_refuses_a_warm_start(tmp_path: pathlib.Path):
     domain = MathDomain({"source": "files", "train_files": [str(path)]})
     with pytest.raises(ValueError, match="procedural"):
         domain.demonstrations(4, np.random.default_rng(0))
+
+
+def test_teacher_accuracy_is_configurable(domain):
+    """``teacher_accuracy`` sets the rate of right attempts (checked by exact arithmetic): 1 is always right, 0.8 is
+    right about 80 % of the time on base prompts; a value outside [0, 1] is refused by name."""
+
+    def right_rate(accuracy, kind):
+        d = MathDomain(dataclasses.replace(domain.config, teacher_accuracy=accuracy))
+        pairs = [(i, r) for i, r in d.demonstrations(1000, np.random.default_rng(5)) if i.mode == kind]
+        return np.mean([_value(r) == _reference_answer(d.problem(i.task_id).problem) for i, r in pairs])
+
+    assert right_rate(1.0, "base") == 1.0 and right_rate(1.0, "improve") == 1.0
+    assert 0.74 < right_rate(0.8, "base") < 0.86  # binomial sd at n ~ 500 is 0.018
+    with pytest.raises(ValueError, match="teacher_accuracy"):
+        MathDomain(dataclasses.replace(domain.config, teacher_accuracy=1.5))
