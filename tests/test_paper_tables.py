@@ -11,7 +11,7 @@ METHODS = ("grpo", "curriculum", "improve", "diverge", "exit")
 TABLES = [
     ("math", "llama3.2-3b", {
         "rl.learning_rate": 1e-6, "train.num_prompts": 128, "rl.num_generations": 8, "rl.num_iterations": 1,
-        "rl.beta": 0.001, "rl.ref_update_interval": 100, "rl.ref_update_alpha": 1.0,
+        "rl.beta": 0.001, "rl.ref_update_interval": 100, "rl.ref_update_alpha": 1.0, "domain.train_size": 1280,
         "curriculum.buffer_size": (None, 512, 512, 512, 512), "curriculum.min_buffer_size": (None, 128, 128, 128, 128),
         "curriculum.replay_prob": (None, 0.5, 0.5, 0.5, 0.5),
         "curriculum.divergence_prob": (None, None, None, 0.2, 0.2),
