@@ -6,21 +6,23 @@ requested form, are right on part of the problems, and answer again when shown t
 demonstrations teach that much and no more. They are the answers of a *fallible teacher* that cannot check its own
 work:
 
-- every attempt is right with probability ``TEACHER_ACCURACY`` (1/2), otherwise a near miss: the exact answer off by
-  1, 2 or 10 (a counting or carry slip; in the numerator for a fraction), so wrong answers look like real ones;
+- every attempt is right with probability ``accuracy`` (the domain's ``teacher_accuracy``, by default
+  ``TEACHER_ACCURACY`` = 1/2), otherwise a near miss: the exact answer off by 1, 2 or 10 (a counting or carry slip;
+  in the numerator for a fraction), so wrong answers look like real ones;
 - **base** (the problem): one attempt;
 - **improve** (the previous attempt shown, through the domain's own ``child``): the previous answer repeated
   (confirmed) with probability ``KEEP_PROBABILITY`` (1/2), else a fresh attempt (corrected when the previous one
   was wrong and the fresh one is right). The teacher does not know whether the previous answer is right;
 - **diverge** (the same child in diverge mode): a fresh, independent attempt.
 
-A policy that imitated the teacher perfectly would be right half of the time at every step of a self-improvement
-chain: a kept answer is right as often as the previous one was and a re-drawn one half of the time, so the chain
-stays at 1/2 and Δ_K = 0. Any gain over k, and anything above 1/2, is left for RL to find; the tiny policy imitates
-far from perfectly, so it starts lower still. A teacher that kept only right answers would hand the policy an oracle
-improvement rule (1 - 2^-(k+1) at step k); one that is always right would make the ceiling itself the imitation
-target. (Measured with the embedded default: the warm start teaches the format but not the arithmetic, even 400 steps
-on an always-right teacher; see experiments/math.py.)
+With the default accuracy, a policy that imitated the teacher perfectly would be right half of the time at every step of
+a self-improvement chain: a kept answer is right as often as the previous one was and a re-drawn one half of the time,
+so the chain stays at 1/2 and Δ_K = 0. Any gain over k, and anything above 1/2, is left for RL to find; the tiny policy
+imitates far from perfectly, so it starts lower still. A teacher that kept only right answers would hand the policy an
+oracle improvement rule (1 - 2^-(k+1) at step k); one that is always right would make the ceiling itself the imitation
+target. (Measured with the embedded policy: on all seven procedural families the warm start teaches the format but not
+the arithmetic, even on an always-right teacher; on single-digit add / sub / mul, the default's problems, it also
+teaches part of the arithmetic, 0.67 on training problems from an always-right teacher; see experiments/math.py.)
 
 Every attempt is written ``\\boxed{answer}``, which both grading settings accept (``require_boxed`` or not). Only
 training problems are used: a held-out problem never appears, neither in a prompt nor as a previous attempt.
@@ -33,6 +35,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from exit_jax.domains.demonstrations import draw_tasks_and_kinds
 from exit_jax.domains.math.procedural import fraction_text
 from exit_jax.types import Instance
 
@@ -66,13 +69,8 @@ def demonstrations(domain: MathDomain, count: int, rng: np.random.Generator,
                    accuracy: float = TEACHER_ACCURACY) -> list[tuple[Instance, str]]:
     """``count`` (instance, response) pairs on the domain's training problems, kinds drawn by ``KIND_WEIGHTS``; each
     teacher attempt is right with probability ``accuracy`` (the domain's ``teacher_accuracy``)."""
-    task_ids = domain.task_ids("train")
-    kinds = list(KIND_WEIGHTS)
-    weights = np.asarray([KIND_WEIGHTS[kind] for kind in kinds])
     out = []
-    for _ in range(count):
-        task_id = str(rng.choice(task_ids))
-        kind = str(rng.choice(kinds, p=weights / weights.sum()))
+    for task_id, kind in draw_tasks_and_kinds(domain.task_ids("train"), KIND_WEIGHTS, count, rng):
         answer = domain.problem(task_id).answer
         base = domain.base_instance(task_id)
         if kind == "base":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from exit_jax.domains.demonstrations import draw_tasks_and_kinds
 from exit_jax.domains.mle import spec
 from exit_jax.types import Instance
 
@@ -122,12 +123,8 @@ def _edit_demo(rng: np.random.Generator) -> tuple[str, str]:
 
 def demonstrations(task_ids: list[str], count: int, rng: np.random.Generator) -> list[tuple[Instance, str]]:
     """``count`` (instance, response) pairs over ``task_ids`` (training competitions only)."""
-    modes = list(MODE_WEIGHTS)
-    weights = np.asarray([MODE_WEIGHTS[m] for m in modes])
     out = []
-    for _ in range(count):
-        task = str(rng.choice(task_ids))
-        mode = str(rng.choice(modes, p=weights / weights.sum()))
+    for task, mode in draw_tasks_and_kinds(task_ids, MODE_WEIGHTS, count, rng):
         if mode == "base":
             _, response = _valid_tokens(rng, lambda: _random_tokens(rng))
             out.append((Instance(task_id=task), response))
