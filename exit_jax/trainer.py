@@ -22,8 +22,6 @@ exactly the mean negative log-likelihood gradient of the demonstrations.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -44,27 +42,13 @@ from exit_jax.curriculum.diversity import diversity_coefficients, pool_hidden_st
 from exit_jax.curriculum.multihost import broadcast_selection
 from exit_jax.domains.registry import make_domain
 from exit_jax.evaluation import evaluate
+from exit_jax.filelock import file_lock
 from exit_jax.models.tokenizer import chat_tokens
 from exit_jax.policy import Policy
 from exit_jax.rl.batch import completion_batch
 from exit_jax.rl.learner import GRPOLearner
 from exit_jax.sharding import global_array, host_value, make_mesh
 from exit_jax.types import Episode, Message
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path | None):
-    """An exclusive advisory lock on ``path`` (created if missing) for the block; no lock for ``None``."""
-    if path is None:
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def base_seed(config: ml_collections.ConfigDict) -> int:
@@ -324,7 +308,7 @@ class Trainer:
         cache = self._warm_start_cache_path()
         # One process trains a key at a time: a sweep's parallel members wait for the first and load its entry
         # (single-host only: the processes of one multi-host run must train together).
-        with _file_lock(cache.with_suffix(".lock") if cache is not None and jax.process_count() == 1 else None):
+        with file_lock(cache.with_suffix(".lock") if cache is not None and jax.process_count() == 1 else None):
             if cache is not None and cache.with_suffix(".json").exists():
                 params, logged = self._load_warm_start(cache)
                 for step, metrics in logged:

@@ -71,32 +71,3 @@ def test_cached_warm_start_is_bitwise_equal_and_skips_training(tmp_path):
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
     for trainer in (first, second, rl_seed, other_base):
         trainer.domain.close()
-
-
-def test_file_lock_serialises_parallel_members(tmp_path):
-    """The lock around check-train-store: a second holder enters only after the first has left (so a sweep's
-    parallel members of one base seed train it once); ``None`` takes no lock."""
-    import threading
-    import time
-
-    from exit_jax.trainer import _file_lock
-
-    path = tmp_path / "cache" / "key.lock"
-    events: list[str] = []
-    first_inside = threading.Event()
-
-    def second():
-        first_inside.wait()
-        with _file_lock(path):
-            events.append("second in")
-
-    thread = threading.Thread(target=second)
-    thread.start()
-    with _file_lock(path):
-        first_inside.set()
-        time.sleep(0.5)  # the second holder is blocked meanwhile; without the lock it would append first
-        events.append("first out")
-    thread.join(timeout=30)
-    assert events == ["first out", "second in"]
-    with _file_lock(None):
-        pass

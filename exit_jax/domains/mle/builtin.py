@@ -15,7 +15,6 @@ the real sandbox and grader on first use and cached in ``<competition>/reference
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import hashlib
 import inspect
 import json
@@ -35,6 +34,7 @@ from sklearn.model_selection import train_test_split
 from exit_jax.domains.mle import datasets
 from exit_jax.domains.mle.competition import Competition, compute_metric, load_competition, write_competition
 from exit_jax.domains.mle.spec import compile_spec, parse_spec
+from exit_jax.filelock import file_lock
 
 if TYPE_CHECKING:
     from exit_jax.domains.mle.grading import Evaluator
@@ -188,8 +188,7 @@ def get_competition(name: str, root: Path | None = None) -> Competition:
         return load_competition(target)
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o700)  # the answers' directory tree is owner-only
-    with open(root / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(root / ".lock"):
         if not _is_current(target, spec):
             staging = root / f".{name}.building"
             shutil.rmtree(staging, ignore_errors=True)
