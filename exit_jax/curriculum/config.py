@@ -91,7 +91,8 @@ def get_config(method: str = "exit") -> ml_collections.ConfigDict:
     # Diversity bonus, "range" = Eq. 6 as printed: d_i = ||e_i - mean|| / (max_j - min_j of the
     # group's distances); see diversity.py for "minmax" and "mean".
     c.diversity_normalization = "range"
-    c.diversity_range_eps = 1e-6
+    # A group's spread counts as zero (d = 1) at or below diversity_range_eps x its largest embedding norm.
+    c.diversity_range_eps = 1e-5
     c.seed = 0
     return c
 
@@ -119,7 +120,7 @@ class CurriculumSettings:
     children_sample_size: int = 1
     insert_played: bool = True
     diversity_normalization: str = "range"
-    diversity_range_eps: float = 1e-6
+    diversity_range_eps: float = 1e-5
     seed: int = 0
 
     @property

@@ -8,10 +8,16 @@ r_i = ||e_i - e_bar||:
   * ``"minmax"`` (community variant): d_i = (r_i - min_j r_j) / (max_j r_j - min_j r_j), in [0, 1].
   * ``"mean"``: d_i = r_i / mean_j r_j (mean 1, so the advantages' overall scale is kept).
 
-Guard: a group whose spread is ~0 (identical embeddings, or a group of one) gets d_i = 1 for all
-members, i.e. no bonus. "~0" is relative: range <= ``range_eps`` * max_j r_j ("mean":
-mean_j r_j <= ``range_eps`` * the largest embedding norm in the group, or exactly 0), so the guard
-does not depend on the embedding scale.
+Guard: a group whose spread is ~0 gets d_i = 1 for all members, i.e. no bonus. That covers identical
+embeddings, a group of one, and exact ties: G/2 copies of one response and G/2 of another (a 4-4 split of
+two answers, common with short math answers and the groups with the largest reward variance) are all at the
+same distance from the centroid. "~0" is relative to the largest embedding norm in the group: range <=
+``range_eps`` * max_j ||e_j|| ("mean": mean_j r_j <= ``range_eps`` * max_j ||e_j||, or exactly 0). The
+norm, not the largest distance, is the scale of float32 rounding: the centroid subtraction loses
+precision relative to ||e||, so two tied answers whose embeddings are close (||e_A - e_B|| << ||e||) get a
+rounding spread of up to ~1e-7 ||e|| (measured: tests/curriculum/test_diversity.py), which relative to the
+largest distance can be 1e-4 and more. With a guard relative to the distance, those ties escaped it and got
+d_i ~ 1e5 (session 6's math sweep); the default ``range_eps`` = 1e-5 sits two orders above that rounding.
 
 The kernel runs under ``jax.shard_map`` over the mesh's batch axes ('data', and 'fsdp' when
 present): the batch [B = P * G, D] has groups contiguous, and each shard holds whole groups, so no
@@ -99,14 +105,14 @@ def _group_coefficients(embeddings: jax.Array, group_size: int, normalization: s
     largest = jnp.max(distances, axis=1, keepdims=True)
     smallest = jnp.min(distances, axis=1, keepdims=True)
     spread = largest - smallest
+    squared_norms = _tree_sum(jnp.square(groups), axis=-1)[..., 0]  # [n, G]
+    norm = jnp.sqrt(jnp.max(squared_norms, axis=1, keepdims=True))  # the scale of the rounding error
     if normalization == "mean":
         scale = _tree_sum(distances, axis=1) / group_size
-        squared_norms = _tree_sum(jnp.square(groups), axis=-1)[..., 0]  # [n, G]
-        norms = jnp.sqrt(jnp.max(squared_norms, axis=1, keepdims=True))
-        degenerate = (scale <= range_eps * norms) | (scale <= 0)
+        degenerate = (scale <= range_eps * norm) | (scale <= 0)
         coefficients = distances / jnp.where(degenerate, 1.0, scale)
     else:
-        degenerate = spread <= range_eps * largest  # also true when every distance is 0
+        degenerate = spread <= range_eps * norm  # also true when every distance is 0
         numerator = distances - smallest if normalization == "minmax" else distances
         coefficients = numerator / jnp.where(degenerate, 1.0, spread)
     return jnp.where(degenerate, 1.0, coefficients).reshape(-1)
@@ -132,7 +138,7 @@ def _compiled(mesh: Mesh | None, group_size: int, normalization: str, range_eps:
 
 def diversity_coefficients(embeddings: jax.Array | np.ndarray, group_size: int,
                            mesh: Mesh | None = None, normalization: str = "range",
-                           range_eps: float = 1e-6) -> jax.Array:
+                           range_eps: float = 1e-5) -> jax.Array:
     """Diversity coefficients d of every rollout.
 
     Args:
@@ -140,7 +146,8 @@ def diversity_coefficients(embeddings: jax.Array | np.ndarray, group_size: int,
       group_size: G.
       mesh: mesh whose 'data' (and 'fsdp') axes shard the batch; None runs on the default device.
       normalization: "range" | "minmax" | "mean" (module docstring).
-      range_eps: relative guard below which a group's spread counts as zero (d = 1).
+      range_eps: guard: a group whose spread is at most range_eps x its largest embedding norm counts as
+        having none (d = 1).
 
     Returns:
       [B] float32 coefficients (sharded like the batch when the groups split evenly over the

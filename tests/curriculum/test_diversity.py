@@ -15,22 +15,22 @@ from exit_jax.curriculum.diversity import (
 )
 
 
-def reference_coefficients(embeddings, group_size, normalization="range", eps=1e-6):
+def reference_coefficients(embeddings, group_size, normalization="range", eps=1e-5):
     """Plain NumPy, one group at a time, float64."""
     out = []
     for group in np.asarray(embeddings, dtype=np.float64).reshape(-1, group_size,
                                                                    embeddings.shape[-1]):
         distances = np.array([np.linalg.norm(e - group.mean(axis=0)) for e in group])
         spread = distances.max() - distances.min()
+        largest_norm = max(np.linalg.norm(e) for e in group)
         if normalization == "mean":
-            largest_norm = max(np.linalg.norm(e) for e in group)
             scale = distances.mean()
             if scale <= eps * largest_norm or scale == 0:
                 out += [1.0] * group_size
             else:
                 out += list(distances / scale)
             continue
-        if spread <= eps * distances.max():
+        if spread <= eps * largest_norm:
             out += [1.0] * group_size
         elif normalization == "range":
             out += list(distances / spread)
@@ -89,6 +89,27 @@ def test_identical_embeddings_and_groups_of_one_are_finite_ones(normalization):
     zeros = np.zeros((8, 4), dtype=np.float32)
     got = np.asarray(diversity_coefficients(zeros, 4, normalization=normalization))
     np.testing.assert_array_equal(got, np.ones(8))
+
+
+@pytest.mark.parametrize("normalization", ["range", "minmax"])
+def test_exact_ties_get_no_bonus(normalization):
+    """Four copies of one response and four of another: every member is at the same distance from the centroid,
+    so the spread is exactly 0 and the guard must give d = 1. When the two embeddings are close compared with their
+    norm, float32 rounding leaves a spread of ~1e-5 of the largest distance; a guard relative to that distance let
+    such ties through with d ~ 1e5 (session 6's math sweep)."""
+    rng = np.random.default_rng(8)
+    groups = []
+    for norm_scale in (0.1, 1.0, 30.0):
+        for closeness in (1.0, 1e-2, 1e-3):
+            for _ in range(8):
+                a = rng.normal(size=256) * norm_scale
+                b = a + rng.normal(size=256) * norm_scale * closeness
+                groups.append(np.stack([a, b] * 4)[rng.permutation(8)])
+    embeddings = np.concatenate(groups).astype(np.float32)
+    expected = reference_coefficients(embeddings, 8, normalization)
+    np.testing.assert_array_equal(expected, np.ones(len(embeddings)))  # float64: the spread is exactly 0
+    got = np.asarray(diversity_coefficients(embeddings, 8, mesh=data_mesh(8), normalization=normalization))
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_two_member_group_hand_computed():
