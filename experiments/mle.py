@@ -17,7 +17,8 @@ Commands and expectations:
       The paper's ladder (base policy, grpo, curriculum, improve, diverge, exit) x 3 seeds at equal compute: all
       members share one warm-started base policy (model.seed; the seeds vary the RL run, as the paper's seeds share
       one pretrained model); 98 minutes measured on a 2-core machine that also ran a math job for most of it (74
-      in session 4 with less beside it). All four of issue 9's criteria pass on it; on base seed 1 (a) does not
+      in session 4 with less beside it). All four of issue 9's criteria pass on it; on base seeds 1 and 2 (a) does
+      not: ExIt leads GRPO in 8 of 9 (base, RL seed) pairs, by more than the seed spread only on base 0
       (docs/results.md). Writes comparison.md and the results page with the verdict on issue 9's criteria.
       ``:rungs=base+grpo+exit,seeds=2`` runs part of it.
   python launch/tpu_run.py --config=experiments/mle.py:r1-distill-qwen-7b --config.model.hf_dir=DIR
