@@ -18,6 +18,11 @@ Commands and expectations:
       - single-digit add / sub / mul (160 problems), 600 steps at lr 1e-3: 0.67; on base prompts only, 0.88;
       - the training path itself memorises 32 demonstrations in 200 full-batch steps (answer-token NLL 8.4 -> 0.12).
       The probes also printed held-out accuracy; no method was compared on it.
+  python launch/tpu_run.py --config=experiments/math.py --sweep --parallel=2 --results_md=docs/results.md
+      The ladder x 3 RL seeds on one shared base policy: 54 minutes here (session 6). The effect is not shown on
+      math: no rung's held-out curve rises with k; GRPO's area over k = 1..16 is 0.227 +- 0.017 and Full ExIt's
+      0.156 +- 0.025 (base 0.150; Eq. 6's coefficients spike on near-tied groups of short answers); analysis in
+      docs/results/math_analysis.md.
   python launch/tpu_run.py --config=experiments/math.py:smoke --workdir=/tmp/w
       Under 2 minutes: no warm start, 2 iterations, K = 2 evaluation on 4 held-out problems; used by the tests.
   python launch/tpu_run.py --config=experiments/math.py:llama3.2-3b,method=exit --config.model.hf_dir=DIR
