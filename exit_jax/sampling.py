@@ -181,6 +181,10 @@ def _decode(graphdef, state, cache, first, first_logprob, first_hidden, next_pos
     # Every step's uniforms at once, before the loop: the per-step threefry calls were loops of their own inside it.
     uniforms = (jnp.zeros((steps, rows), jnp.float32) if config.greedy
                 else row_uniforms(key, row_ids, jnp.arange(steps, dtype=jnp.int32)))
+    # Rotary tables for every step's position, computed once here (inside the loop XLA re-evaluated cos / sin in
+    # every consumer fusion, once per head).
+    step_positions = next_position[None, :, None] + jnp.arange(steps, dtype=jnp.int32)[:, None, None] - 1
+    rope_cos, rope_sin = jax.vmap(model.rope_tables)(step_positions)  # [steps, rows, 1, 1, head_dim]
     recent = jnp.concatenate([jnp.full((rows, window - 1), -2, jnp.int32), first[:, None]], axis=1)
     done = stopped(recent)
     tokens = jnp.full((rows, steps), config.pad_id, jnp.int32).at[:, 0].set(first)
@@ -196,7 +200,7 @@ def _decode(graphdef, state, cache, first, first_logprob, first_hidden, next_pos
         step = c["step"]
         logits, hidden, cache = model(c["last"][:, None], c["position"][:, None],
                                       jnp.ones((rows, 1), bool), cache=c["cache"],
-                                      cache_index=prompt_length + step - 1)
+                                      cache_index=prompt_length + step - 1, rope=(rope_cos[step], rope_sin[step]))
         token, logprob = _choose(logits[:, 0], uniforms[step], config)
         active = ~c["done"]
         token = jnp.where(active, token, config.pad_id).astype(jnp.int32)
