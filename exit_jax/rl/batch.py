@@ -84,3 +84,28 @@ def trim_padding(batch: dict[str, np.ndarray], multiple: int = 16) -> tuple[dict
     trained = np.flatnonzero(np.asarray(out["loss_mask"], bool).any(axis=0))
     loss_start = (int(trained[0]) // multiple) * multiple if trained.size else 0
     return out, loss_start if loss_start >= 1 else 0
+
+
+def shared_prefix_length(batch: dict[str, np.ndarray], group_size: int, multiple: int = 16) -> int:
+    """How many leading columns every GRPO group shares, for the train step's shared-prefix forward.
+
+    Rows ``g * G .. g * G + G - 1`` form group ``g``. A column is shared when its token, attention-mask and position
+    entries are equal across every group's rows; the prefix is the run of shared columns from column 0, cut at the
+    first column any row trains on (``loss_mask``) and rounded down to a multiple of ``multiple`` (few distinct
+    shapes, few compilations). Returns 0 when no such prefix of at least ``multiple`` columns exists, or when it
+    would cover the whole row.
+    """
+    tokens = np.asarray(batch["tokens"])
+    rows, length = tokens.shape
+    if group_size < 2 or rows % group_size:
+        return 0
+    shared = np.ones(length, bool)
+    for key in ("tokens", "attention_mask", "positions"):
+        grouped = np.asarray(batch[key]).reshape(rows // group_size, group_size, length)
+        shared &= (grouped == grouped[:, :1]).all(axis=(0, 1))
+    prefix = length if shared.all() else int(np.argmin(shared))
+    trained = np.flatnonzero(np.asarray(batch["loss_mask"], bool).any(axis=0))
+    if trained.size:
+        prefix = min(prefix, int(trained[0]))
+    prefix = (prefix // multiple) * multiple
+    return prefix if 0 < prefix < length else 0

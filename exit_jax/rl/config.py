@@ -31,6 +31,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.num_generations = 8  # G, rollouts per prompt (group size).
     config.micro_batch_size = config_dict.placeholder(int)  # None: the whole batch in one pass.
     config.max_completion_length = 256  # The constant that `dr_grpo` divides by.
+    # Run each group's shared prompt once per micro-batch and attend the G completions to its KV cache (same loss,
+    # the prompt's share of the step's work divided by G); used when the batch's groups share a prefix.
+    config.share_prompt_prefix = True
 
     # Objective.
     config.loss_type = "grpo"  # grpo | dr_grpo | dapo | bnpo (TRL semantics, see docs/rl.md).

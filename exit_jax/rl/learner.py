@@ -17,7 +17,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from exit_jax.rl import advantages as advantages_lib
 from exit_jax.rl import train_step as step_lib
-from exit_jax.rl.batch import trim_padding
+from exit_jax.rl.batch import shared_prefix_length, trim_padding
 from exit_jax.rl.config import validate_config
 
 
@@ -49,6 +49,7 @@ class GRPOLearner:
             self.graphdef, config, self.optimizer, num_microbatches=self.num_microbatches, mesh=mesh,
             params_sharding=sharding_of(self.params) if mesh is not None else None,
             opt_state_sharding=sharding_of(self.opt_state) if mesh is not None else None)
+        self._data_shards = self._train_step.data_shards
         self._log_probs = step_lib.make_log_prob_fn(self.graphdef, self.num_microbatches)
         self.ref_params = jax.tree.map(jnp.copy, params) if config.beta > 0 else None
         self._mix_reference = step_lib.make_reference_update(config.ref_update_alpha)
@@ -120,12 +121,17 @@ class GRPOLearner:
         ``completions/mean_length`` and ``completions/max_length`` (trained tokens per row).
 
         Host batches are first cut to the columns that hold tokens (``batch.trim_padding``); the vocabulary
-        projection runs only from the first trained column on. Neither changes the loss.
+        projection runs only from the first trained column on; and when every group's rows share their leading
+        columns (the prompt), those run once per group (``batch.shared_prefix_length``, ``share_prompt_prefix``).
+        None of these changes the loss.
         """
         config = self.config
-        loss_start = 0
-        if all(isinstance(batch[k], np.ndarray) for k in ("attention_mask", "loss_mask")):
+        loss_start = prefix_length = 0
+        if all(isinstance(batch[k], np.ndarray) for k in ("tokens", "positions", "attention_mask", "loss_mask")):
             batch, loss_start = trim_padding(batch)
+            if config.share_prompt_prefix and step_lib.shared_prefix_block(
+                    config.batch_size, self.num_microbatches, self._data_shards, config.num_generations):
+                prefix_length = shared_prefix_length(batch, config.num_generations)
         batch = self._device_batch(batch)
         with step_lib.mesh_context(self.mesh):
             if config.beta > 0:
@@ -135,7 +141,7 @@ class GRPOLearner:
         epoch_metrics = []
         for _ in range(config.num_iterations):
             self.params, self.opt_state, metrics = self._train_step(self.params, self.opt_state, self.rest,
-                                                                    batch, loss_start)
+                                                                    batch, loss_start, prefix_length)
             epoch_metrics.append(metrics)
         self.iteration += 1
         if (config.beta > 0 and config.ref_update_interval

@@ -16,7 +16,8 @@ Aggregation as per-token weights. Every ``loss_type`` is a weighted token sum ``
 ``B`` is the global batch size and ``M`` the number of micro-batches. The weights are computed once for the whole
 batch *before* it is split into micro-batches, so the sum of the micro-batch gradients equals the full-batch gradient
 for every loss type by linearity (``dapo`` is normalised by the global active-token count, not per micro-batch).
-Row ``i`` belongs to micro-batch ``i % M`` (see ``train_step.split_microbatches``).
+Row ``i`` belongs to micro-batch ``(i // block) % M``: ``block = 1`` (interleaved rows) unless the step shares each
+group's prompt prefix (see ``train_step.split_microbatches``).
 """
 
 from __future__ import annotations
@@ -61,14 +62,15 @@ def token_log_probs(logits: jax.Array, tokens: jax.Array) -> jax.Array:
 
 
 def aggregation_weights(loss_mask: jax.Array, loss_type: str, *, max_completion_length: int = 1,
-                        num_microbatches: int = 1) -> jax.Array:
+                        num_microbatches: int = 1, block: int = 1) -> jax.Array:
     """Per-token weights that turn a per-token loss into the ``loss_type`` aggregate (table in the module docstring).
 
     Args:
       loss_mask: [batch, seq] bool/float, 1 on tokens that are trained.
       loss_type: grpo | dr_grpo | dapo | bnpo.
       max_completion_length: the constant of ``dr_grpo``.
-      num_microbatches: M; only ``bnpo`` depends on it (row ``i`` is in micro-batch ``i % M``).
+      num_microbatches: M; only ``bnpo`` depends on it (row ``i`` is in micro-batch ``(i // block) % M``).
+      block: rows per block of ``train_step.split_microbatches`` (1: interleaved rows).
 
     Returns:
       [batch, seq] f32 weights, zero where the mask is zero.
@@ -83,10 +85,11 @@ def aggregation_weights(loss_mask: jax.Array, loss_type: str, *, max_completion_
     if loss_type == "dapo":
         return mask / jnp.maximum(mask.sum(), 1.0)
     if loss_type == "bnpo":
-        if batch % num_microbatches:
-            raise ValueError(f"batch {batch} is not divisible into {num_microbatches} micro-batches")
+        if batch % (num_microbatches * block):
+            raise ValueError(f"batch {batch} is not divisible into {num_microbatches} micro-batches of blocks of "
+                             f"{block} rows")
         per_row = mask.sum(axis=1)
-        micro_of_row = jnp.arange(batch) % num_microbatches
+        micro_of_row = (jnp.arange(batch) // block) % num_microbatches
         per_micro = jax.ops.segment_sum(per_row, micro_of_row, num_segments=num_microbatches)
         denominator = jnp.maximum(per_micro[micro_of_row], 1.0) * num_microbatches
         return mask / denominator[:, None]

@@ -28,11 +28,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from exit_jax.rl import losses
+from exit_jax.sharding import BATCH_AXES
 
 Batch = dict[str, jax.Array]
 MODEL_INPUTS = ("tokens", "positions", "attention_mask")
@@ -43,40 +45,82 @@ def mesh_context(mesh: Mesh | None):
     return jax.set_mesh(mesh) if mesh is not None else contextlib.nullcontext()
 
 
-def split_microbatches(x: jax.Array, num_microbatches: int) -> jax.Array:
-    """[B, ...] -> [M, B // M, ...] with row ``i`` in micro-batch ``i % M``.
+def split_microbatches(x: jax.Array, num_microbatches: int, block: int = 1) -> jax.Array:
+    """[B, ...] -> [M, B // M, ...]: the rows are cut into blocks of ``block`` consecutive rows and block ``j`` goes
+    to micro-batch ``j % M`` (so with ``block = 1`` row ``i`` is in micro-batch ``i % M``).
 
-    Interleaving (rather than contiguous blocks) keeps every micro-batch spread over all data shards: a batch
-    sharded in contiguous blocks over the data axes reshapes to ``[B // M, M]`` without communication.
+    Interleaving (rather than one contiguous run per micro-batch) keeps every micro-batch spread over all data
+    shards: a batch sharded in contiguous blocks over the data axes reshapes to ``[B // (M * block), M, block]``
+    without communication. Shared-prefix steps use blocks of whole GRPO groups (``B // (M * data shards)`` rows).
     """
     batch = x.shape[0]
-    if batch % num_microbatches:
-        raise ValueError(f"batch of {batch} rows does not split into {num_microbatches} micro-batches")
-    return jnp.swapaxes(x.reshape(batch // num_microbatches, num_microbatches, *x.shape[1:]), 0, 1)
+    if batch % (num_microbatches * block):
+        raise ValueError(f"batch of {batch} rows does not split into {num_microbatches} micro-batches of blocks of "
+                         f"{block} rows")
+    blocks = x.reshape(batch // (num_microbatches * block), num_microbatches, block, *x.shape[1:])
+    return jnp.swapaxes(blocks, 0, 1).reshape(num_microbatches, batch // num_microbatches, *x.shape[1:])
 
 
-def merge_microbatches(x: jax.Array) -> jax.Array:
+def merge_microbatches(x: jax.Array, block: int = 1) -> jax.Array:
     """Inverse of ``split_microbatches``: [M, B // M, ...] -> [B, ...]."""
-    return jnp.swapaxes(x, 0, 1).reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+    micro, rows = x.shape[:2]
+    blocks = x.reshape(micro, rows // block, block, *x.shape[2:])
+    return jnp.swapaxes(blocks, 0, 1).reshape(micro * rows, *x.shape[2:])
 
 
 def policy_log_probs(graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State, batch: Batch,
-                     with_entropy: bool = False, loss_start: int = 0) -> tuple[jax.Array, jax.Array | None]:
+                     with_entropy: bool = False, loss_start: int = 0, prefix_length: int = 0,
+                     group_size: int = 1) -> tuple[jax.Array, jax.Array | None]:
     """Forward the model and return per-token log-probs [B, T] (and entropies [B, T]) aligned with ``tokens``.
 
     ``loss_start`` (static): columns before it are known to carry no loss, so the vocabulary projection runs only
     for positions ``loss_start - 1 ..`` and those columns come back as 0 (as column 0 always does).
+
+    ``prefix_length`` (static, with ``group_size`` G): the first ``prefix_length`` columns (tokens, positions and
+    mask) are known to be identical within each run of G consecutive rows, i.e. every GRPO group shares its prompt.
+    The prefix is then run once per group, its KV cache repeated G times, and the rest of each row attends to it
+    (``_shared_prefix_logits``): the same log-probs, with the prompt's share of the work divided by G.
     """
     model = nnx.merge(graphdef, params, rest)
     logits_from = max(loss_start - 1, 0)
-    outputs = model(batch["tokens"], batch["positions"], batch["attention_mask"], logits_from=logits_from)
-    logits = outputs[0] if isinstance(outputs, tuple) else outputs
+    if prefix_length:
+        logits = _shared_prefix_logits(model, batch, prefix_length, group_size, logits_from)
+    else:
+        outputs = model(batch["tokens"], batch["positions"], batch["attention_mask"], logits_from=logits_from)
+        logits = outputs[0] if isinstance(outputs, tuple) else outputs
     log_probs, entropy = losses.token_log_probs_and_entropy(logits, batch["tokens"][:, logits_from:], with_entropy)
     if logits_from:
         pad = ((0, 0), (logits_from, 0))
         log_probs = jnp.pad(log_probs, pad)
         entropy = None if entropy is None else jnp.pad(entropy, pad)
     return log_probs, entropy
+
+
+def _shared_prefix_logits(model, batch: Batch, prefix_length: int, group_size: int, logits_from: int) -> jax.Array:
+    """Logits for columns ``logits_from ..`` with the first ``prefix_length`` columns run once per group.
+
+    The prefix of each group's first row fills a KV cache of the full row length; the cache is repeated to every
+    row of the group (so the backward pass sums the rows' gradients into the shared prefix), and the remaining
+    columns run as one chunk at cache slot ``prefix_length``, attending to the prefix and causally to themselves.
+    """
+    tokens, positions, mask = batch["tokens"], batch["positions"], batch["attention_mask"]
+    rows, length = tokens.shape
+    if rows % group_size or not 0 < prefix_length < length:
+        raise ValueError(f"a shared prefix of {prefix_length} columns needs whole groups of {group_size} rows and "
+                         f"a shorter prefix than the {length} columns")
+    first = slice(None, None, group_size)
+    cache = model.init_cache(rows // group_size, length)
+    prefix_logits_from = min(logits_from, prefix_length - 1)
+    prefix_logits, _, cache = model(tokens[first, :prefix_length], positions[first, :prefix_length],
+                                    mask[first, :prefix_length], cache=cache, cache_index=0,
+                                    logits_from=prefix_logits_from)
+    cache = jax.tree.map(lambda c: jnp.repeat(c, group_size, axis=0), cache)
+    suffix_logits, _, _ = model(tokens[:, prefix_length:], positions[:, prefix_length:], mask[:, prefix_length:],
+                                cache=cache, cache_index=prefix_length,
+                                logits_from=max(logits_from - prefix_length, 0))
+    if logits_from >= prefix_length:
+        return suffix_logits
+    return jnp.concatenate([jnp.repeat(prefix_logits, group_size, axis=0), suffix_logits], axis=1)
 
 
 def make_log_prob_fn(graphdef: nnx.GraphDef, num_microbatches: int) -> Callable[..., jax.Array]:
@@ -121,18 +165,23 @@ def _objective_options(config) -> dict[str, Any]:
                 importance_sampling_level=config.importance_sampling_level, beta=config.beta)
 
 
-def make_loss_and_grad_fn(graphdef: nnx.GraphDef, config, num_microbatches: int
+def make_loss_and_grad_fn(graphdef: nnx.GraphDef, config, num_microbatches: int, data_shards: int = 1
                           ) -> Callable[..., tuple[nnx.State, dict[str, jax.Array]]]:
-    """``(params, rest, batch, loss_start=0) -> (summed gradient, metric sums)``: the micro-batched core of the
-    train step (``loss_start`` static: no ``loss_mask`` column before it is True, see ``policy_log_probs``).
+    """``(params, rest, batch, loss_start=0, prefix_length=0) -> (summed gradient, metric sums)``: the micro-batched
+    core of the train step (``loss_start`` static: no ``loss_mask`` column before it is True; ``prefix_length``
+    static: columns every GRPO group shares, see ``policy_log_probs``).
 
-    Exposed separately so tests can compare the micro-batched gradient with the full-batch one.
+    With a shared prefix, micro-batches are made of blocks of ``B // (M * data_shards)`` consecutive rows, which must
+    hold whole groups; otherwise rows are interleaved (``split_microbatches``). Exposed separately so tests can
+    compare the micro-batched gradient with the full-batch one.
     """
     options = _objective_options(config)
     with_entropy = bool(config.compute_entropy)
+    group = int(config.num_generations)
 
-    def micro_loss(params, rest, micro, loss_start=0):
-        log_probs, entropy = policy_log_probs(graphdef, params, rest, micro, with_entropy, loss_start)
+    def micro_loss(params, rest, micro, loss_start=0, prefix_length=0):
+        log_probs, entropy = policy_log_probs(graphdef, params, rest, micro, with_entropy, loss_start,
+                                              prefix_length, group)
         old = micro.get("old_log_probs", jax.lax.stop_gradient(log_probs))
         loss, sums = losses.aggregated_loss(log_probs, old, micro["advantages"], micro["loss_mask"],
                                             micro["weights"], ref_log_probs=micro.get("ref_log_probs"),
@@ -142,24 +191,28 @@ def make_loss_and_grad_fn(graphdef: nnx.GraphDef, config, num_microbatches: int
         sums["entropy_sum"] = jnp.sum(mask * entropy) if with_entropy else jnp.zeros(())
         return loss, sums
 
-    def loss_and_grad(params, rest, batch, loss_start=0):
+    def loss_and_grad(params, rest, batch, loss_start=0, prefix_length=0):
         mask = batch["loss_mask"].astype(bool)
         if config.mask_truncated_completions and "truncated" in batch:
             mask = mask & ~batch["truncated"].astype(bool)[:, None]
+        block = shared_prefix_block(mask.shape[0], num_microbatches, data_shards, group) if prefix_length else 1
+        if not block:
+            raise ValueError(f"a shared prefix needs micro-batches of whole groups: {mask.shape[0]} rows, "
+                             f"{num_microbatches} micro-batches, {data_shards} data shards, groups of {group}")
         weights = losses.aggregation_weights(mask, config.loss_type,
                                              max_completion_length=config.max_completion_length,
-                                             num_microbatches=num_microbatches)
+                                             num_microbatches=num_microbatches, block=block)
         keys = list(MODEL_INPUTS) + ["advantages", "old_log_probs", "ref_log_probs"]
         full = {k: batch[k] for k in keys if k in batch and batch[k] is not None}
         if config.beta > 0 and "ref_log_probs" not in full:
             raise ValueError("beta > 0 needs batch['ref_log_probs']")
         full["loss_mask"], full["weights"] = mask, weights
-        micro_batches = {k: split_microbatches(v, num_microbatches) for k, v in full.items()}
+        micro_batches = {k: split_microbatches(v, num_microbatches, block) for k, v in full.items()}
         grad_fn = jax.grad(micro_loss, has_aux=True)
 
         def body(carry, micro):
             grad_sum, metric_sum = carry
-            grads, sums = grad_fn(params, rest, micro, loss_start)
+            grads, sums = grad_fn(params, rest, micro, loss_start, prefix_length)
             return (jax.tree.map(jnp.add, grad_sum, grads), jax.tree.map(jnp.add, metric_sum, sums)), None
 
         zero_grads = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
@@ -171,6 +224,15 @@ def make_loss_and_grad_fn(graphdef: nnx.GraphDef, config, num_microbatches: int
         return grads, sums
 
     return loss_and_grad
+
+
+def shared_prefix_block(batch_size: int, num_microbatches: int, data_shards: int, group_size: int) -> int:
+    """Rows per micro-batch block when the prefix is shared (``split_microbatches``): ``B // (M * data shards)``
+    if that splits evenly into whole groups of ``group_size`` rows, else 0 (the prefix cannot be shared)."""
+    parts = num_microbatches * data_shards
+    if batch_size % parts or (batch_size // parts) % group_size:
+        return 0
+    return batch_size // parts
 
 
 def _metrics(sums: dict[str, jax.Array], grad_norm: jax.Array, batch: Batch) -> dict[str, jax.Array]:
@@ -208,10 +270,11 @@ def make_train_step(graphdef: nnx.GraphDef, config, optimizer: optax.GradientTra
     Returns:
       The jitted step. ``metrics`` holds device scalars with TRL-like names (see ``_metrics``).
     """
-    loss_and_grad = make_loss_and_grad_fn(graphdef, config, num_microbatches)
+    data_shards = 1 if mesh is None else int(np.prod([mesh.shape[a] for a in BATCH_AXES if a in mesh.shape]))
+    loss_and_grad = make_loss_and_grad_fn(graphdef, config, num_microbatches, data_shards)
 
-    def step(params, opt_state, rest, batch, loss_start=0):
-        grads, sums = loss_and_grad(params, rest, batch, loss_start)
+    def step(params, opt_state, rest, batch, loss_start=0, prefix_length=0):
+        grads, sums = loss_and_grad(params, rest, batch, loss_start, prefix_length)
         grad_norm = optax.tree.norm(grads)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
@@ -220,13 +283,15 @@ def make_train_step(graphdef: nnx.GraphDef, config, optimizer: optax.GradientTra
     out_shardings = None
     if mesh is not None and params_sharding is not None and opt_state_sharding is not None:
         out_shardings = (params_sharding, opt_state_sharding, NamedSharding(mesh, PartitionSpec()))
-    jitted = jax.jit(step, donate_argnums=(0, 1), out_shardings=out_shardings, static_argnames=("loss_start",))
+    jitted = jax.jit(step, donate_argnums=(0, 1), out_shardings=out_shardings,
+                     static_argnames=("loss_start", "prefix_length"))
 
-    def run(params, opt_state, rest, batch, loss_start: int = 0):
+    def run(params, opt_state, rest, batch, loss_start: int = 0, prefix_length: int = 0):
         with mesh_context(mesh):
-            return jitted(params, opt_state, rest, batch, loss_start=loss_start)
+            return jitted(params, opt_state, rest, batch, loss_start=loss_start, prefix_length=prefix_length)
 
     run.jitted = jitted
+    run.data_shards = data_shards
     return run
 
 

@@ -57,8 +57,10 @@ def log_softmax_gather(logits, tokens):
 
 
 def loss_and_grad(lp, old, adv, mask, loss_type, eps=0.2, eps_high=None, level="token", ref=None, beta=0.0,
-                  max_len=1, num_micro=1):
-    """Returns (loss, dloss/dlp [B,T]) of the aggregated clipped objective, by explicit loops."""
+                  max_len=1, num_micro=1, block=1):
+    """Returns (loss, dloss/dlp [B,T]) of the aggregated clipped objective, by explicit loops.
+
+    ``bnpo`` puts row ``k`` in micro-batch ``(k // block) % num_micro``."""
     eps_high = eps if eps_high is None else eps_high
     b, t = lp.shape
     mask = np.asarray(mask, bool)
@@ -101,7 +103,7 @@ def loss_and_grad(lp, old, adv, mask, loss_type, eps=0.2, eps_high=None, level="
             elif loss_type == "dapo":
                 weight[i, j] = 1.0 / max(total_active, 1)
             elif loss_type == "bnpo":
-                micro_rows = [k for k in range(b) if k % num_micro == i % num_micro]
+                micro_rows = [k for k in range(b) if (k // block) % num_micro == (i // block) % num_micro]
                 n_micro = int(sum(mask[k].sum() for k in micro_rows))
                 weight[i, j] = 1.0 / (num_micro * max(n_micro, 1))
     loss = sum(weight[i, j] * terms[(i, j)][0] for (i, j) in terms)
