@@ -8,9 +8,11 @@ Commands and expectations:
       spec for improve / debug steps) for the built-in competitions on 2 CPU cores: a 120-step supervised warm start
       on random valid specs and edits, 40 iterations of ExIt GRPO (4 prompts x 8) on the 13 training
       competitions, then K = 16 greedy search (avg@4) on the 6 held-out ones; the report shows the normalised
-      held-out score at k = 0..16 against each competition's ceiling. Measured 787 s (13 minutes) with the test
-      suite running beside it; k = 0 0.639 -> k = 16 0.828, bitwise the same as the sweep's ExIt seed-0 member run
-      under a different load (CPU-time grading). Results in docs/results.md.
+      held-out score at k = 0..16 against each competition's ceiling. At 2b5f3dd (shared-prompt train step):
+      907 s (15 minutes) with the full test suite running beside it, k = 0 0.646 -> k = 16 0.771. Before it
+      (session 5): 787 s, 0.639 -> 0.828, bitwise the same as the sweep's ExIt seed-0 member (CPU-time grading).
+      The shared prompt changes the step's float rounding, so runs from 2b5f3dd on follow another trajectory than
+      the sweeps in docs/results.md, which were run at the commits named there.
   python launch/tpu_run.py --config=experiments/mle.py:smoke --workdir=/tmp/w
       Under 2 minutes (about 45 s here): 2 iterations and a K = 2 search on one held-out competition; for tests.
   python launch/tpu_run.py --config=experiments/mle.py --sweep --parallel=2 --results_md=docs/results.md
