@@ -24,7 +24,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import Mesh
 
-from exit_jax.sharding import BATCH_AXES, batch_sharding, global_array, host_value, replicated
+from exit_jax.sharding import batch_shard_count, batch_sharding, global_array, host_value, replicated
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,9 +236,7 @@ class Sampler:
         self.max_length = max_length or model.config.max_position_embeddings
 
     def _row_multiple(self) -> int:
-        if self.mesh is None:
-            return 1
-        return int(np.prod([self.mesh.shape[a] for a in BATCH_AXES]))
+        return batch_shard_count(self.mesh)
 
     def sample(self, state: nnx.State, prompts: Sequence[Sequence[int]], config: SamplingConfig,
                key: jax.Array, row_ids: Sequence[int] | None = None) -> SampleOutput:

@@ -98,6 +98,14 @@ def shard_state(state: nnx.State, mesh: Mesh) -> nnx.State:
     return jax.device_put(state, state_shardings(state, mesh))
 
 
+def batch_shard_count(mesh: Mesh | None) -> int:
+    """How many pieces the batch (leading) dimension is split into: the product of the mesh's batch axes that
+    exist, 1 without a mesh."""
+    if mesh is None:
+        return 1
+    return int(np.prod([mesh.shape[axis] for axis in BATCH_AXES if axis in mesh.shape]))
+
+
 def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:
     """Leading (batch) dimension over the data axes, the rest replicated."""
     return NamedSharding(mesh, PartitionSpec(BATCH_AXES, *([None] * (ndim - 1))))

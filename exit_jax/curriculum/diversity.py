@@ -32,7 +32,6 @@ Embeddings normally are the policy's own hidden states pooled over the response 
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
@@ -42,8 +41,8 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
 from exit_jax.curriculum.config import CurriculumSettings
+from exit_jax.sharding import BATCH_AXES, batch_shard_count
 
-BATCH_AXES = ("data", "fsdp")
 NORMALIZATIONS = ("range", "minmax", "mean")
 
 
@@ -163,7 +162,7 @@ def diversity_coefficients(embeddings: jax.Array | np.ndarray, group_size: int,
                          f"of {group_size}")
     sharded = False
     if mesh is not None:
-        shards = math.prod(mesh.shape[axis] for axis in mesh_batch_axes(mesh))
+        shards = batch_shard_count(mesh)
         sharded = bool(mesh_batch_axes(mesh)) and (embeddings.shape[0] // group_size) % shards == 0
     return _compiled(mesh, group_size, normalization, float(range_eps), sharded)(embeddings)
 

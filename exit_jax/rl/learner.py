@@ -19,6 +19,7 @@ from exit_jax.rl import advantages as advantages_lib
 from exit_jax.rl import train_step as step_lib
 from exit_jax.rl.batch import shared_prefix_length, trim_padding
 from exit_jax.rl.config import validate_config
+from exit_jax.sharding import batch_shard_count
 
 
 class GRPOLearner:
@@ -49,7 +50,7 @@ class GRPOLearner:
             self.graphdef, config, self.optimizer, num_microbatches=self.num_microbatches, mesh=mesh,
             params_sharding=sharding_of(self.params) if mesh is not None else None,
             opt_state_sharding=sharding_of(self.opt_state) if mesh is not None else None)
-        self._data_shards = self._train_step.data_shards
+        self._data_shards = batch_shard_count(mesh)
         self._log_probs = step_lib.make_log_prob_fn(self.graphdef, self.num_microbatches)
         self.ref_params = jax.tree.map(jnp.copy, params) if config.beta > 0 else None
         self._mix_reference = step_lib.make_reference_update(config.ref_update_alpha)

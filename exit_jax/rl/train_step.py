@@ -28,13 +28,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from exit_jax.rl import losses
-from exit_jax.sharding import BATCH_AXES
+from exit_jax.sharding import batch_shard_count
 
 Batch = dict[str, jax.Array]
 MODEL_INPUTS = ("tokens", "positions", "attention_mask")
@@ -270,7 +269,7 @@ def make_train_step(graphdef: nnx.GraphDef, config, optimizer: optax.GradientTra
     Returns:
       The jitted step. ``metrics`` holds device scalars with TRL-like names (see ``_metrics``).
     """
-    data_shards = 1 if mesh is None else int(np.prod([mesh.shape[a] for a in BATCH_AXES if a in mesh.shape]))
+    data_shards = batch_shard_count(mesh)
     loss_and_grad = make_loss_and_grad_fn(graphdef, config, num_microbatches, data_shards)
 
     def step(params, opt_state, rest, batch, loss_start=0, prefix_length=0):
@@ -291,7 +290,6 @@ def make_train_step(graphdef: nnx.GraphDef, config, optimizer: optax.GradientTra
             return jitted(params, opt_state, rest, batch, loss_start=loss_start, prefix_length=prefix_length)
 
     run.jitted = jitted
-    run.data_shards = data_shards
     return run
 
 
