@@ -4,34 +4,49 @@ matmuls, f32 and bf16, and whether XLA hands the dot to YNNPACK in that dtype.
     python benchmarks/dot_forms.py [--repeats 20]
 
 Forms, for activations x [M, K], weight w [K, N], output gradient g [M, N] (M = 8 rows x 192 tokens):
-  NN  x @ w        the forward
-  NT  g @ w.T      the input gradient (contracts the weight's last dimension)
-  TN  x.T @ g      the weight gradient (contracts the token dimension of both)
-bf16 runs with f32 accumulation (``preferred_element_type=float32``), as the decoder's bf16 compute does. The
-``dtype at the dot`` column reads the compiled HLO: ``bf16`` when the dot runs on bf16 operands, ``f32 (upcast)``
-when XLA converted the operands to f32 first. Prints one Markdown table.
+  NN      x @ w        the forward
+  NN->lo  x @ w        the forward with the result in the operands' dtype (``x @ w`` on bf16 arrays)
+  NT      g @ w.T      the input gradient (contracts the weight's last dimension)
+  TN      x.T @ g      the weight gradient (contracts the token dimension of both)
+  NT*     g @ T(w)     the input gradient on a materialised transpose (``models.dense.materialized_transpose``)
+  TN*     T(x) @ g     the weight gradient on a materialised transpose
+Except ``NN->lo``, bf16 runs accumulate in f32 (``preferred_element_type=float32``). The ``dtype at the dot`` column
+reads the compiled HLO: ``bf16`` when the dot runs on bf16 operands, ``f32 (upcast)`` when XLA converted them to f32
+first. ``models/dense.py`` builds the decoder's bf16 projections from the forms that stay bf16 (NN, NT*, TN*).
+Prints one Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from exit_jax.models.dense import materialized_transpose  # noqa: E402
+
+FORMS = ("NN", "NN->lo", "NT", "TN", "NT*", "TN*")
+
 SHAPES = ((1536, 768, 2048), (1536, 2048, 768), (1536, 768, 768))
 
 
 def _form(name: str):
-    f32 = jnp.float32
-    if name == "NN":
-        return lambda x, w, g: jnp.dot(x, w, preferred_element_type=f32)
-    if name == "NT":
-        return lambda x, w, g: jnp.dot(g, w.T, preferred_element_type=f32)
-    return lambda x, w, g: jnp.dot(x.T, g, preferred_element_type=f32)
+    f32, t = jnp.float32, materialized_transpose
+    return {
+        "NN": lambda x, w, g: jnp.dot(x, w, preferred_element_type=f32),
+        "NN->lo": lambda x, w, g: x @ w,
+        "NT": lambda x, w, g: jnp.dot(g, w.T, preferred_element_type=f32),
+        "TN": lambda x, w, g: jnp.dot(x.T, g, preferred_element_type=f32),
+        "NT*": lambda x, w, g: jnp.dot(g, t(w), preferred_element_type=f32),
+        "TN*": lambda x, w, g: jnp.dot(t(x), g, preferred_element_type=f32),
+    }[name]
 
 
 def _seconds(fn, args, repeats: int) -> float:
@@ -45,9 +60,11 @@ def _seconds(fn, args, repeats: int) -> float:
 
 
 def _dot_dtype(fn, args) -> str:
+    """The element type of the compiled dot's operands (definitions looked up by name in the HLO text)."""
     hlo = fn.lower(*args).compile().as_text()
-    upcast = re.search(r"= f32\[[0-9,]+\]\{[0-9,]+\} convert\(", hlo) is not None
-    return "f32 (upcast)" if upcast else str(jnp.dtype(args[0].dtype))
+    types = dict(re.findall(r"%([\w.\-]+) = (\w+)\[", hlo))
+    lhs, _ = re.search(r" dot\(%([\w.\-]+), %([\w.\-]+)\)", hlo).groups()
+    return "f32 (upcast)" if types[lhs] == "f32" else types[lhs]
 
 
 def main() -> None:
@@ -59,7 +76,7 @@ def main() -> None:
     print("| M x K x N | form | f32 GFLOP/s | bf16 GFLOP/s | bf16 / f32 | dtype at the dot (bf16 run) |")
     print("|---|---|---|---|---|---|")
     for m, k, n in SHAPES:
-        for name in ("NN", "NT", "TN"):
+        for name in FORMS:
             rates, dtype = [], ""
             for dt in (jnp.float32, jnp.bfloat16):
                 x = jax.random.normal(key, (m, k)).astype(dt)

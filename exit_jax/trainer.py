@@ -63,7 +63,8 @@ def base_seed(config: ml_collections.ConfigDict) -> int:
 def build_model(config: ml_collections.ConfigDict, mesh):
     """(model, tokenizer) from ``config.model``: the embedded default or a local HF directory."""
     source = config.model.source
-    dtypes = dict(param_dtype=config.model.param_dtype, compute_dtype=config.model.compute_dtype)
+    dtypes = dict(param_dtype=config.model.param_dtype, compute_dtype=config.model.compute_dtype,
+                  backward_dots=config.model.get("backward_dots", "auto"))
     if source == "embedded":
         from exit_jax.models.embedded import embedded_policy
 

@@ -79,8 +79,10 @@ def base_config(experiment: str, preset: str, options: dict[str, str]) -> ml_col
     # model.seed: the base policy's seed (the embedded policy's initial weights and the warm start's demonstration
     # draw): together the stand-in for a pretrained checkpoint, so it stays fixed while ``seed`` varies the RL run,
     # as the paper's seeds share one base model.
+    # model.backward_dots: how the projections' backward matmuls are formed (exit_jax/models/dense.py); "auto" picks
+    # the fast form for the backend and compute dtype.
     c.model = ml_collections.ConfigDict(dict(source="embedded", hf_dir="", param_dtype="float32",
-                                             compute_dtype="float32", seed=0))
+                                             compute_dtype="float32", backward_dots="auto", seed=0))
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))  # data=-1: all remaining devices
     c.domain = ml_collections.ConfigDict({"name": experiment})
     c.sampling = ml_collections.ConfigDict(dict(max_prompt_length=256, max_new_tokens=64, temperature=1.0,

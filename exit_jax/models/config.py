@@ -16,6 +16,7 @@ import numpy as np
 
 SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "Qwen2ForCausalLM")
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3")
+BACKWARD_DOTS = ("auto", "transposed", "xla")
 
 
 class CheckpointError(ValueError):
@@ -42,6 +43,9 @@ class ModelConfig:
     architecture: str = "LlamaForCausalLM"
     param_dtype: str = "float32"
     compute_dtype: str = "float32"
+    # How the projections' backward dots are formed: "auto" (materialised transposes for bf16 compute on the CPU
+    # backend, plain autodiff elsewhere), "transposed" or "xla" to force either; see models/dense.py.
+    backward_dots: str = "auto"
     bos_token_id: int | None = None
     eos_token_id: int | tuple[int, ...] | None = None
     pad_token_id: int | None = None
@@ -51,6 +55,8 @@ class ModelConfig:
             raise ValueError(
                 f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})"
             )
+        if self.backward_dots not in BACKWARD_DOTS:
+            raise ValueError(f"backward_dots must be one of {BACKWARD_DOTS}, got {self.backward_dots!r}")
         if self.head_dim is None:
             object.__setattr__(self, "head_dim", self.hidden_size // self.num_heads)
         if self.rope_type not in SUPPORTED_ROPE_TYPES:

@@ -2,7 +2,8 @@
 
 RMSNorm, rotary embeddings (default / linear / llama3 scaling), grouped-query attention, SwiGLU MLP, optional q/k/v
 bias, tied or untied embeddings. Parameters are stored in ``param_dtype`` (f32 by default) and cast to
-``compute_dtype`` at use; attention softmax, norms and logits accumulate in f32.
+``compute_dtype`` at use; attention softmax, norms and logits accumulate in f32. The seven projections of a layer
+go through ``dense.dense``, whose backward keeps bf16 compute on XLA:CPU's fast path (``backward_dots``).
 
 Every parameter carries ``logical_axes`` metadata (see ``exit_jax/sharding.py``). Weight layouts are "einsum style"
 (``q: [embed, heads, head_dim]``) so heads shard over the tensor axis without reshapes.
@@ -25,6 +26,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from exit_jax.models.config import ModelConfig
+from exit_jax.models.dense import dense, transposed_backward
 from exit_jax.sharding import constrain
 
 Cache = dict[str, Any]
@@ -90,9 +92,15 @@ class Attention(nnx.Module):
             self.q_bias = self.k_bias = self.v_bias = None
         self.num_groups = h // k
         self.compute_dtype = config.compute_dtype
+        self.transposed_backward = transposed_backward(config.backward_dots, config.compute_dtype)
 
     def _project(self, x: jax.Array, weight: nnx.Param, bias: nnx.Param | None) -> jax.Array:
-        out = jnp.einsum("btd,dnh->btnh", x, weight.get_value().astype(self.compute_dtype))
+        if self.transposed_backward:
+            batch, seq, embed = x.shape
+            w = weight.get_value()
+            out = dense(x.reshape(batch * seq, embed), w.reshape(embed, -1), True).reshape(batch, seq, *w.shape[1:])
+        else:
+            out = jnp.einsum("btd,dnh->btnh", x, weight.get_value().astype(self.compute_dtype))
         if bias is not None:
             out = out + bias.get_value().astype(self.compute_dtype)
         return out
@@ -131,7 +139,7 @@ class Attention(nnx.Module):
         probs = jax.nn.softmax(scores, axis=-1).astype(self.compute_dtype)
         out = jnp.einsum("bkgts,bksh->bkgth", probs, v.astype(self.compute_dtype))
         out = jnp.transpose(out, (0, 3, 1, 2, 4)).reshape(batch * seq, heads * head_dim)
-        out = out @ self.o.get_value().reshape(heads * head_dim, -1).astype(self.compute_dtype)
+        out = dense(out, self.o.get_value().reshape(heads * head_dim, -1), self.transposed_backward)
         out = out.reshape(batch, seq, -1)
         return out, layer_cache
 
@@ -143,18 +151,18 @@ class MLP(nnx.Module):
         self.up = _param(rngs, (d, f), ("embed", "mlp"), pd)
         self.down = _param(rngs, (f, d), ("mlp", "embed"), pd)
         self.compute_dtype = config.compute_dtype
+        self.transposed_backward = transposed_backward(config.backward_dots, config.compute_dtype)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        cd = self.compute_dtype
         # Rank-2 matmuls on [batch * seq, embed]: with [batch, seq, embed] operands XLA:CPU lays the SwiGLU
         # gradient out transposed for the weight-gradient dot, a strided copy that cost ~40% of the MLP backward.
         batch, seq, embed = x.shape
         rows = x.reshape(batch * seq, embed)
-        gate = rows @ self.gate.get_value().astype(cd)
-        up = rows @ self.up.get_value().astype(cd)
+        gate = dense(rows, self.gate.get_value(), self.transposed_backward)
+        up = dense(rows, self.up.get_value(), self.transposed_backward)
         hidden = (jax.nn.silu(gate) * up).reshape(batch, seq, -1)
         hidden = constrain(hidden, ("batch", "seq", "mlp")).reshape(batch * seq, -1)
-        return (hidden @ self.down.get_value().astype(cd)).reshape(batch, seq, embed)
+        return dense(hidden, self.down.get_value(), self.transposed_backward).reshape(batch, seq, embed)
 
 
 class DecoderLayer(nnx.Module):
