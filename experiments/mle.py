@@ -12,16 +12,18 @@ Commands and expectations:
       907 s (15 minutes) with the full test suite running beside it, k = 0 0.646 -> k = 16 0.771. Before it
       (session 5): 787 s, 0.639 -> 0.828, bitwise the same as the sweep's ExIt seed-0 member (CPU-time grading).
       The shared prompt changes the step's float rounding, so runs from 2b5f3dd on follow another trajectory than
-      the sweeps in docs/results.md, which were run at the commits named there.
+      session 5's sweep; docs/results.md now shows the sweep rerun at 07039cc.
   python launch/tpu_run.py --config=experiments/mle.py:smoke --workdir=/tmp/w
       Under 2 minutes (about 45 s here): 2 iterations and a K = 2 search on one held-out competition; for tests.
   python launch/tpu_run.py --config=experiments/mle.py --sweep --parallel=2 --results_md=docs/results.md
       The paper's ladder (base policy, grpo, curriculum, improve, diverge, exit) x 3 seeds at equal compute: all
       members share one warm-started base policy (model.seed; the seeds vary the RL run, as the paper's seeds share
-      one pretrained model); 98 minutes measured on a 2-core machine that also ran a math job for most of it (74
-      in session 4 with less beside it). All four of issue 9's criteria pass on it; on base seeds 1 and 2 (a) does
-      not: ExIt leads GRPO in 8 of 9 (base, RL seed) pairs, by more than the seed spread only on base 0
-      (docs/results.md). Writes comparison.md and the results page with the verdict on issue 9's criteria.
+      one pretrained model); 74 to 114 minutes measured on a 2-core machine, depending on what ran beside it. At
+      07039cc (session 8) criteria (b), (c), (d) pass and (a) fails: ExIt's area leads GRPO's on every RL seed
+      (+0.031 on average) but by less than GRPO's seed spread. Session 5's run of the same configuration at
+      fbf6b3a passed all four; over both sweeps and the base-seed checks ExIt leads in 11 of 12 (base, RL seed)
+      pairs, beyond the spread in one of four three-seed comparisons (docs/results.md). Writes comparison.md and
+      the results page with the verdict on issue 9's criteria.
       ``:rungs=base+grpo+exit,seeds=2`` runs part of it.
   python launch/tpu_run.py --config=experiments/mle.py:r1-distill-qwen-7b --config.model.hf_dir=DIR
       DeepSeek-R1-Distill-Qwen-7B (or EXIT_JAX_R1_DISTILL_QWEN_7B=DIR) writing full solution.py files, Table 6
