@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 
@@ -30,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from exit_jax.models.dense import materialized_transpose  # noqa: E402
+from exit_jax.models.dense import dot_operand_dtypes, materialized_transpose  # noqa: E402
 
 FORMS = ("NN", "NN->lo", "NT", "TN", "NT*", "TN*")
 
@@ -60,11 +59,9 @@ def _seconds(fn, args, repeats: int) -> float:
 
 
 def _dot_dtype(fn, args) -> str:
-    """The element type of the compiled dot's operands (definitions looked up by name in the HLO text)."""
-    hlo = fn.lower(*args).compile().as_text()
-    types = dict(re.findall(r"%([\w.\-]+) = (\w+)\[", hlo))
-    lhs, _ = re.search(r" dot\(%([\w.\-]+), %([\w.\-]+)\)", hlo).groups()
-    return "f32 (upcast)" if types[lhs] == "f32" else types[lhs]
+    """The element type of the compiled dot's operands."""
+    lhs, _ = dot_operand_dtypes(fn.lower(*args).compile().as_text())[0]
+    return "f32 (upcast)" if lhs == "f32" else lhs
 
 
 def main() -> None:

@@ -17,6 +17,8 @@ GPU every form is native, so ``backward_dots="auto"`` turns this on only for bf1
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 
@@ -45,6 +47,13 @@ def materialized_transpose(a: jax.Array) -> jax.Array:
 def _row_major_dot(a: jax.Array, b: jax.Array, out_dtype) -> jax.Array:
     """``a @ b`` accumulated in f32 (the only output type XLA:CPU's bf16 dot path takes), then cast."""
     return jnp.dot(a, b, preferred_element_type=jnp.float32).astype(out_dtype)
+
+
+def dot_operand_dtypes(compiled_hlo: str) -> list[tuple[str, str]]:
+    """(lhs, rhs) element types of every dot in compiled HLO text (``jit(f).lower(...).compile().as_text()``): how
+    to see whether XLA:CPU kept a dot in bf16 (``("bf16", "bf16")``) or upcast it (``("f32", "f32")``)."""
+    types = dict(re.findall(r"%([\w.\-]+) = (\w+)\[", compiled_hlo))
+    return [(types[a], types[b]) for a, b in re.findall(r" dot\(%([\w.\-]+), %([\w.\-]+)\)", compiled_hlo)]
 
 
 @jax.custom_vjp

@@ -5,8 +5,6 @@ References: float64 NumPy products of the bf16-rounded operands; the decoder's f
 HLO (which dtype each dot's operands have).
 """
 
-import re
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,7 +13,7 @@ from flax import nnx
 
 from exit_jax.models.config import ModelConfig
 from exit_jax.models.decoder import Decoder
-from exit_jax.models.dense import dense, materialized_transpose, transposed_backward
+from exit_jax.models.dense import dense, dot_operand_dtypes, materialized_transpose, transposed_backward
 
 BF16 = jnp.bfloat16
 
@@ -76,18 +74,12 @@ def test_materialized_transpose_is_the_transpose_and_nan_stays_non_finite():
     assert not np.isfinite(np.asarray(dx, np.float32)).all()
 
 
-def _dot_operand_dtypes(hlo: str) -> list[tuple[str, str]]:
-    """(lhs, rhs) element types of every dot in compiled HLO text."""
-    types = dict(re.findall(r"%([\w.\-]+) = (\w+)\[", hlo))
-    return [(types[a], types[b]) for a, b in re.findall(r" dot\(%([\w.\-]+), %([\w.\-]+)\)", hlo)]
-
-
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the XLA:CPU dot forms are what the backward works around")
 def test_every_dot_of_the_transposed_backward_runs_in_bf16_on_cpu():
     x, w, g = _operands(rows=256, inner=128, out=192)
     compiled = {mode: jax.jit(_vjp, static_argnums=3).lower(x, w, g, mode).compile().as_text()
                 for mode in (True, False)}
-    fast, plain = (_dot_operand_dtypes(compiled[mode]) for mode in (True, False))
+    fast, plain = (dot_operand_dtypes(compiled[mode]) for mode in (True, False))
     assert len(fast) == 3 and all(pair == ("bf16", "bf16") for pair in fast), fast
     # The premise: autodiff's backward dots are upcast to f32 by XLA:CPU (if this starts failing, the workaround may
     # no longer be needed; see models/dense.py).
