@@ -394,17 +394,26 @@ class Trainer:
         return jax.tree.unflatten(treedef, placed), [(int(s), m) for s, m in meta["logged"]]
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self) -> dict[str, Any]:
+    def evaluate(self, num_samples: int | None = None, draw: int = 0, out: str | Path | None = None
+                 ) -> dict[str, Any]:
+        """The K-step held-out evaluation of the current policy, written to ``eval/step_<N>.json`` (or ``out``).
+
+        ``draw`` 0 is the run's own evaluation (its draws depend on the seed and the iteration only); ``draw`` d > 0
+        takes a fresh, independent set of draws for the same policy, and ``num_samples`` overrides
+        ``eval.num_samples`` (chains per task): ``exit_jax.reevaluate`` uses both to add chains to a finished run.
+        """
         ev = self.config.eval
         ids = list(self.domain.task_ids(ev.split))[: ev.max_tasks or None]
         key = jax.random.fold_in(jax.random.fold_in(self.key, 2), self.iteration)
+        if draw:
+            key = jax.random.fold_in(key, draw)
         policy_fn = self.policy.policy_fn(self.learner.policy_state(), key, greedy=ev.greedy)
-        result = evaluate(self.domain, policy_fn, ids, ev.K, ev.num_samples, step=self.iteration, split=ev.split,
-                          binary=bool(ev.binary))
+        result = evaluate(self.domain, policy_fn, ids, ev.K, num_samples or ev.num_samples, step=self.iteration,
+                          split=ev.split, binary=bool(ev.binary))
         if jax.process_index() != 0:
             return result
-        out = self.workdir / "eval" / f"step_{self.iteration:06d}.json"
-        out.parent.mkdir(exist_ok=True)
+        out = Path(out) if out is not None else self.workdir / "eval" / f"step_{self.iteration:06d}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(".tmp")
         tmp.write_text(json.dumps(result, indent=1))
         tmp.replace(out)
