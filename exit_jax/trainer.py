@@ -64,7 +64,8 @@ def build_model(config: ml_collections.ConfigDict, mesh):
     """(model, tokenizer) from ``config.model``: the embedded default or a local HF directory."""
     source = config.model.source
     dtypes = dict(param_dtype=config.model.param_dtype, compute_dtype=config.model.compute_dtype,
-                  backward_dots=config.model.get("backward_dots", "auto"))
+                  backward_dots=config.model.get("backward_dots", "auto"),
+                  matmul_precision=config.model.get("matmul_precision", "auto"))
     if source == "embedded":
         from exit_jax.models.embedded import embedded_policy
 

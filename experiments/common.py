@@ -80,9 +80,11 @@ def base_config(experiment: str, preset: str, options: dict[str, str]) -> ml_col
     # draw): together the stand-in for a pretrained checkpoint, so it stays fixed while ``seed`` varies the RL run,
     # as the paper's seeds share one base model.
     # model.backward_dots: how the projections' backward matmuls are formed (exit_jax/models/dense.py); "auto" picks
-    # the fast form for the backend and compute dtype.
+    # the fast form for the backend and compute dtype. model.matmul_precision: "auto" makes f32 compute f32 on
+    # TPU / GPU too (their default f32 dot is bf16 passes / TF32); "default" trades that for speed.
     c.model = ml_collections.ConfigDict(dict(source="embedded", hf_dir="", param_dtype="float32",
-                                             compute_dtype="float32", backward_dots="auto", seed=0))
+                                             compute_dtype="float32", backward_dots="auto",
+                                             matmul_precision="auto", seed=0))
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))  # data=-1: all remaining devices
     c.domain = ml_collections.ConfigDict({"name": experiment})
     c.sampling = ml_collections.ConfigDict(dict(max_prompt_length=256, max_new_tokens=64, temperature=1.0,

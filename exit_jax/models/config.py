@@ -17,6 +17,7 @@ import numpy as np
 SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "Qwen2ForCausalLM")
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3")
 BACKWARD_DOTS = ("auto", "transposed", "xla")
+MATMUL_PRECISIONS = ("auto", "default", "high", "highest")
 
 
 class CheckpointError(ValueError):
@@ -46,6 +47,11 @@ class ModelConfig:
     # How the projections' backward dots are formed: "auto" (materialised transposes for bf16 compute on the CPU
     # backend, plain autodiff elsewhere), "transposed" or "xla" to force either; see models/dense.py.
     backward_dots: str = "auto"
+    # Precision of f32 matmuls on accelerators ("default" / "high" / "highest", jax.lax.Precision): TPUs and GPUs
+    # run an f32 dot at reduced precision by default (bf16 passes, TF32). "auto" asks for "highest" when the compute
+    # dtype is f32, so f32 compute means f32 on every backend, and for "default" otherwise. XLA:CPU computes f32
+    # dots in f32 whatever this says.
+    matmul_precision: str = "auto"
     bos_token_id: int | None = None
     eos_token_id: int | tuple[int, ...] | None = None
     pad_token_id: int | None = None
@@ -57,12 +63,21 @@ class ModelConfig:
             )
         if self.backward_dots not in BACKWARD_DOTS:
             raise ValueError(f"backward_dots must be one of {BACKWARD_DOTS}, got {self.backward_dots!r}")
+        if self.matmul_precision not in MATMUL_PRECISIONS:
+            raise ValueError(f"matmul_precision must be one of {MATMUL_PRECISIONS}, got {self.matmul_precision!r}")
         if self.head_dim is None:
             object.__setattr__(self, "head_dim", self.hidden_size // self.num_heads)
         if self.rope_type not in SUPPORTED_ROPE_TYPES:
             raise CheckpointError(
                 f"unsupported rope_type {self.rope_type!r}; supported: {', '.join(SUPPORTED_ROPE_TYPES)}"
             )
+
+    @property
+    def precision(self) -> str:
+        """The resolved ``matmul_precision``: what the decoder's dots ask for."""
+        if self.matmul_precision != "auto":
+            return self.matmul_precision
+        return "highest" if np.dtype(self.compute_dtype) == np.float32 else "default"
 
     @property
     def rope_type(self) -> str:

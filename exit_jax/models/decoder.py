@@ -228,6 +228,12 @@ class Decoder(nnx.Module):
           logits f32 [batch, seq - logits_from, vocab], final hidden states [batch, seq, embed], and the updated
           cache.
         """
+        # Every dot traced below (and its autodiff transposes, which copy the precision) asks for the config's
+        # matmul precision: f32 compute is f32 on TPU / GPU too (ModelConfig.matmul_precision).
+        with jax.default_matmul_precision(self.config.precision):
+            return self._forward(tokens, positions, attention_mask, cache, cache_index, logits_from, rope)
+
+    def _forward(self, tokens, positions, attention_mask, cache, cache_index, logits_from, rope):
         cd = self.config.compute_dtype
         attention_mask = attention_mask.astype(bool)
         x = jnp.take(self.embed.get_value(), tokens, axis=0).astype(cd)

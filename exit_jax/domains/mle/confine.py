@@ -45,6 +45,17 @@ def _blocked_parent(path: str) -> tuple[str, str] | None:
     return None
 
 
+def _python_paths(site_packages: list[str]) -> set[str]:
+    """The Python installation's directories that exist: prefixes, site-packages, the interpreter's directory and
+    the sys.path entries inside them. (A virtual environment can list site-packages directories that were never
+    created; stat-ing their parents failed every solution's setup on such a machine.)"""
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site_packages}
+    # Only the installation: sys.path entries outside it (e.g. the project via PYTHONPATH) stay hidden.
+    needed = roots | {os.path.dirname(os.path.realpath(sys.executable))} | {
+        p for p in sys.path if p and any(p.startswith(r) for r in roots)}
+    return {p for p in needed if os.path.isdir(p)}
+
+
 def _expose_python() -> None:
     """Make the Python installation readable to the unprivileged uid when it lives under a private directory.
 
@@ -55,10 +66,7 @@ def _expose_python() -> None:
     """
     import site
 
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site.getsitepackages()}
-    # Only the installation: sys.path entries outside it (e.g. the project via PYTHONPATH) stay hidden.
-    needed = roots | {os.path.dirname(os.path.realpath(sys.executable))} | {
-        p for p in sys.path if p and os.path.isdir(p) and any(p.startswith(r) for r in roots)}
+    needed = _python_paths(site.getsitepackages())
     for _ in range(8):
         blocked: dict[str, set[str]] = {}
         for path in needed:
@@ -143,7 +151,7 @@ def run_confined(slot: Any, job: dict, out_w: int, err_w: int) -> None:
         _limit("RLIMIT_NPROC", int(limits["nproc"]))
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     except BaseException as err:  # noqa: BLE001 - report any setup failure and leave
-        os.write(2, f"sandbox setup failed: {err!r}\n".encode())
+        os.write(2, f"sandbox setup failed: {type(err).__name__}: {err}\n".encode())  # str() names the file
         os._exit(SETUP_FAILED)
     import runpy
     import traceback
