@@ -8,11 +8,15 @@ own (a mean over all chains; each chain counts once)::
 
     python -m exit_jax.reevaluate SWEEP_DIR --rungs grpo exit --num_samples 16 --draw 1
 
-Each run gets ``<run>/reeval/step_<N>-draw<d>-n<n>.json`` (the evaluation JSON of exit_jax.evaluation; the run's own
-``eval/`` is never touched, so its report and the sweep's results page are unchanged). The summary prints, per rung,
-the area over k = 1..K (the mean held-out score over the improvement steps) of every seed for the run's own chains,
-for the new ones and pooled, and issue 9's criterion (a) (exit_jax.results' rule) on each. Draw 0 with the run's own
-``num_samples`` repeats the run's own evaluation exactly: the check that the restored policy is the one evaluated.
+``--steps 20 40 --split train`` evaluates those checkpoints on the training tasks instead (how a rung's lead
+develops with training compute, without touching the held-out tasks) and prints the area by step.
+
+Each run gets ``<run>/reeval/step_<N>[-<split>]-draw<d>-n<n>.json`` (the evaluation JSON of exit_jax.evaluation;
+the run's own ``eval/`` is never touched, so its report and the sweep's results page are unchanged). The summary
+prints, per rung, the area over k = 1..K (the mean held-out score over the improvement steps) of every seed for the
+run's own chains, for the new ones and pooled, and issue 9's criterion (a) (exit_jax.results' rule) on each. Draw 0
+with the run's own ``num_samples`` repeats the run's own evaluation exactly: the check that the restored policy is
+the one evaluated.
 """
 
 from __future__ import annotations
@@ -30,15 +34,19 @@ import numpy as np
 from exit_jax import results
 
 
-def reeval_path(run_dir: str | Path, step: int, draw: int, num_samples: int) -> Path:
-    return Path(run_dir) / "reeval" / f"step_{step:06d}-draw{draw}-n{num_samples}.json"
+def reeval_path(run_dir: str | Path, step: int, draw: int, num_samples: int, split: str | None = None) -> Path:
+    """Where a re-evaluation lands; ``split`` (when not the run's own evaluation split) is part of the name."""
+    tag = f"-{split}" if split else ""
+    return Path(run_dir) / "reeval" / f"step_{step:06d}{tag}-draw{draw}-n{num_samples}.json"
 
 
-def reevaluate_run(run_dir: str | Path, num_samples: int, draw: int) -> tuple[Path, dict[str, Any]]:
-    """Evaluates the policy of ``run_dir``'s latest checkpoint with draw ``draw`` and ``num_samples`` chains per task.
+def reevaluate_run(run_dir: str | Path, num_samples: int, draw: int, step: int | None = None,
+                   split: str | None = None) -> tuple[Path, dict[str, Any]]:
+    """Evaluates the policy of ``run_dir``'s latest checkpoint (or checkpoint ``step``) with draw ``draw`` and
+    ``num_samples`` chains per task, on the run's evaluation split or on ``split`` (e.g. "train").
 
     Raises:
-      ValueError: ``run_dir`` holds no config.json or no checkpoint.
+      ValueError: ``run_dir`` holds no config.json or no such checkpoint.
     """
     import ml_collections
 
@@ -50,10 +58,13 @@ def reevaluate_run(run_dir: str | Path, num_samples: int, draw: int) -> tuple[Pa
     except (OSError, ValueError) as error:
         raise ValueError(f"{run_dir}: no readable config.json ({error})") from error
     trainer = Trainer(config, run_dir)  # checks the checkpoints' identity against this config
-    if not trainer.restore():
+    saved = trainer.checkpointer.manager.all_steps()
+    if step is not None and step not in saved:
+        raise ValueError(f"{run_dir}: no checkpoint at step {step}; saved steps: {sorted(saved)}")
+    if not trainer.restore(step):
         raise ValueError(f"{run_dir}: no checkpoint to restore; the run never saved one")
-    out = reeval_path(run_dir, trainer.iteration, draw, num_samples)
-    result = trainer.evaluate(num_samples=num_samples, draw=draw, out=out)
+    out = reeval_path(run_dir, trainer.iteration, draw, num_samples, split)
+    result = trainer.evaluate(num_samples=num_samples, draw=draw, out=out, split=split)
     trainer.checkpointer.close()
     return out, result
 
@@ -120,30 +131,61 @@ def summarize(sweep_dir: str | Path, rungs: Sequence[str], draws: Sequence[tuple
     return "\n".join(lines)
 
 
+def by_step(sweep_dir: str | Path, rungs: Sequence[str], steps: Sequence[int], draw: int, num_samples: int,
+            split: str | None) -> str:
+    """A markdown table of the area (mean ± std over a rung's seeds) at each checkpoint step, from re-evaluations
+    already on disk; a rung's step with none is "–"."""
+    members = [m for m in results.collect_members(sweep_dir) if m.label in rungs]
+    lines = ["| rung | " + " | ".join(f"step {s}" for s in steps) + " |", "|---" * (1 + len(steps)) + "|"]
+    for rung in rungs:
+        cells = []
+        for step in steps:
+            areas = []
+            for member in (m for m in members if m.label == rung):
+                path = reeval_path(member.workdir, step, draw, num_samples, split)
+                if path.is_file():
+                    areas.append(_area(json.loads(path.read_text(encoding="utf-8"))))
+            mean, std, count = results._stats(areas)
+            cells.append("–" if not count else results.format_number(mean)
+                         + ("" if math.isnan(std) else f" ± {results.format_number(std)}") + f" (n={count})")
+        lines.append(f"| {results.DISPLAY.get(rung, rung)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m exit_jax.reevaluate", description=__doc__.split("\n")[0])
     parser.add_argument("paths", nargs="+", help="a sweep directory (its members) or run directories")
     parser.add_argument("--rungs", nargs="+", default=["grpo", "exit"], help="sweep rungs to re-evaluate")
     parser.add_argument("--num_samples", type=int, default=16, help="new chains per held-out task")
     parser.add_argument("--draw", type=int, default=1, help="draw index: 0 repeats the run's own evaluation")
+    parser.add_argument("--steps", nargs="+", type=int, default=None,
+                        help="checkpoint steps to evaluate (default: each run's latest)")
+    parser.add_argument("--split", default=None, help="task split (default: the run's eval.split, held-out)")
     parser.add_argument("--summary_only", action="store_true", help="only summarise existing re-evaluations")
     arguments = parser.parse_args(argv)
     if arguments.num_samples < 1 or arguments.draw < 0:
         parser.error("--num_samples must be >= 1 and --draw >= 0")
+    if arguments.split and not arguments.steps:
+        parser.error("--split needs --steps (the checkpoints to evaluate on it)")
     for path in map(Path, arguments.paths):
         is_sweep = not (path / "config.json").is_file()
         runs = ([m.workdir for m in results.collect_members(path) if m.label in arguments.rungs] if is_sweep
                 else [path])
         if not arguments.summary_only:
             for run in runs:
-                try:
-                    out, result = reevaluate_run(run, arguments.num_samples, arguments.draw)
-                except ValueError as error:
-                    print(f"error: {error}", file=sys.stderr)
-                    return 1
-                print(f"{run}: area {results.format_number(_area(result))} over {result['avg_at_n']} chains -> "
-                      f"{out}", flush=True)
-        if is_sweep:
+                for step in arguments.steps or [None]:
+                    try:
+                        out, result = reevaluate_run(run, arguments.num_samples, arguments.draw, step,
+                                                     arguments.split)
+                    except ValueError as error:
+                        print(f"error: {error}", file=sys.stderr)
+                        return 1
+                    print(f"{run}: area {results.format_number(_area(result))} over {result['avg_at_n']} chains "
+                          f"-> {out}", flush=True)
+        if is_sweep and arguments.steps:
+            print(by_step(path, arguments.rungs, arguments.steps, arguments.draw, arguments.num_samples,
+                          arguments.split))
+        elif is_sweep:
             print(summarize(path, arguments.rungs, [(arguments.draw, arguments.num_samples)]))
     return 0
 

@@ -189,8 +189,9 @@ class Trainer:
                      "truncated_prompts": self.policy.truncated_prompts}
         self.checkpointer.save(self.iteration, self._device_state(), host_arrays, host_json, force=force)
 
-    def restore(self) -> bool:
-        step = self.checkpointer.latest_step()
+    def restore(self, step: int | None = None) -> bool:
+        """Restores the latest checkpoint (or ``step``); False when there is none."""
+        step = self.checkpointer.latest_step() if step is None else step
         if step is None:
             return False
         device, host_arrays, host_json = self.checkpointer.restore(step, self._device_state())
@@ -395,22 +396,24 @@ class Trainer:
         return jax.tree.unflatten(treedef, placed), [(int(s), m) for s, m in meta["logged"]]
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self, num_samples: int | None = None, draw: int = 0, out: str | Path | None = None
-                 ) -> dict[str, Any]:
+    def evaluate(self, num_samples: int | None = None, draw: int = 0, out: str | Path | None = None,
+                 split: str | None = None) -> dict[str, Any]:
         """The K-step held-out evaluation of the current policy, written to ``eval/step_<N>.json`` (or ``out``).
 
         ``draw`` 0 is the run's own evaluation (its draws depend on the seed and the iteration only); ``draw`` d > 0
         takes a fresh, independent set of draws for the same policy, and ``num_samples`` overrides
-        ``eval.num_samples`` (chains per task): ``exit_jax.reevaluate`` uses both to add chains to a finished run.
+        ``eval.num_samples`` (chains per task) and ``split`` ``eval.split``: ``exit_jax.reevaluate`` uses them to add
+        chains to a finished run or to evaluate its checkpoints on the training tasks.
         """
         ev = self.config.eval
-        ids = list(self.domain.task_ids(ev.split))[: ev.max_tasks or None]
+        split = split or ev.split
+        ids = list(self.domain.task_ids(split))[: ev.max_tasks or None]
         key = jax.random.fold_in(jax.random.fold_in(self.key, 2), self.iteration)
         if draw:
             key = jax.random.fold_in(key, draw)
         policy_fn = self.policy.policy_fn(self.learner.policy_state(), key, greedy=ev.greedy)
         result = evaluate(self.domain, policy_fn, ids, ev.K, num_samples or ev.num_samples, step=self.iteration,
-                          split=ev.split, binary=bool(ev.binary))
+                          split=split, binary=bool(ev.binary))
         if jax.process_index() != 0:
             return result
         out = Path(out) if out is not None else self.workdir / "eval" / f"step_{self.iteration:06d}.json"

@@ -93,9 +93,47 @@ def test_draw_zero_repeats_the_runs_own_evaluation(tmp_path_factory, tmp_path):
     extra = json.loads(reevaluate.reeval_path(run, rh.MATH_ITERATIONS, 1, 3).read_text())
     assert extra["avg_at_n"] == 3 and extra["per_task"].keys() == own["per_task"].keys()
 
+    # An earlier checkpoint on the training split; a step that was never saved is a clear error.
+    done = subprocess.run([sys.executable, "-m", "exit_jax.reevaluate", str(run), "--num_samples", "1",
+                           "--steps", str(rh.MATH_ITERATIONS - 1), "999", "--split", "train"], cwd=rh.REPO,
+                          env=rh.run_env(cache), capture_output=True, text=True, timeout=rh.RUN_TIMEOUT_S,
+                          check=False)
+    assert done.returncode == 1 and "no checkpoint at step 999" in done.stderr
+    earlier = json.loads(reevaluate.reeval_path(run, rh.MATH_ITERATIONS - 1, 1, 1, "train").read_text())
+    assert earlier["step"] == rh.MATH_ITERATIONS - 1 and earlier["split"] == "train"
+    assert set(earlier["per_task"]).isdisjoint(own["per_task"])  # training problems, not the held-out ones
+
 
 def test_a_run_without_checkpoints_is_a_clear_error(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     done = subprocess.run([sys.executable, "-m", "exit_jax.reevaluate", str(tmp_path)], cwd=rh.REPO,
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 1 and "no readable config.json" in done.stderr
+
+
+def test_by_step_table_reads_each_checkpoints_file(tmp_path):
+    curves = {"grpo": [[0.5, 0.6, 0.6]] * 3, "exit": [[0.5, 0.7, 0.7]] * 3}
+    planned = write_sweep(tmp_path, curves)
+    areas = {}
+    for member in planned:
+        if member.label not in curves:
+            continue
+        seed = member.overrides["seed"]
+        for step, base in ((20, 0.4), (40, 0.6)):
+            value = base + 0.01 * seed + (0.05 if member.label == "exit" else 0.0)
+            curve = [0.3, value, value + 0.02]
+            path = reevaluate.reeval_path(member.workdir, step, 1, 2, "train")
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(json.dumps(_result(curve, {"t0": curve}, 2)))
+            areas.setdefault((member.label, step), []).append(np.mean(curve[1:]))
+    table = reevaluate.by_step(tmp_path, ["grpo", "exit"], [20, 40, 60], 1, 2, "train")
+    from exit_jax.report import format_number
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip().strip("|").split("|")[1:]]
+            for line in table.splitlines()[2:]}
+    for label, name in (("grpo", "GRPO"), ("exit", "Full ExIt")):
+        for column, step in enumerate((20, 40)):
+            values = areas[(label, step)]
+            assert rows[name][column] == (f"{format_number(np.mean(values))} ± "
+                                          f"{format_number(np.std(values, ddof=1))} (n=3)")
+        assert rows[name][2] == "–"  # no step-60 files
+    assert not reevaluate.reeval_path(tmp_path, 20, 1, 2).name.count("train")
