@@ -41,8 +41,10 @@ SIDES = {
     "trl": (PEERS / ".venvs" / "trl" / "bin" / "python", PEERS / "trl_bench.py"),
     # Not a peer: exit_jax with bf16 compute (f32 parameters), for the small size's bf16-peak target. Opt-in.
     "exit_jax_bf16": (Path(sys.executable), BENCHMARKS / "exit_jax_bench.py"),
+    # TRL in bf16 autocast (f32 parameters): the counterpart of exit_jax_bf16. Opt-in.
+    "trl_bf16": (PEERS / ".venvs" / "trl" / "bin" / "python", PEERS / "trl_bench.py"),
 }
-SIDE_ARGS = {"exit_jax_bf16": ["--compute_dtype", "bfloat16"]}
+SIDE_ARGS = {"exit_jax_bf16": ["--compute_dtype", "bfloat16"], "trl_bf16": ["--bf16"]}
 DEFAULT_SIDES = ["exit_jax", "tunix", "trl"]
 
 

@@ -1,8 +1,9 @@
 """Renders the side-by-side benchmark report (Markdown) from the sides' JSON results.
 
 Used by benchmarks/run_all.py. One table per measurement and size: median, min, max, spread and
-repetitions per side, exit_jax's ratio to each peer (speed-up: higher is better for exit_jax),
-and the issue's targets marked met or missed; plus the machine, the workload and the commands.
+repetitions per side, exit_jax's ratio to each peer (speed-up: higher is better for exit_jax; a
+bf16 peer such as trl_bf16 is compared with exit_jax_bf16), and the issue's targets marked met or
+missed; plus the machine, the workload and the commands.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Any
 import workload
 
 GIB = 2**30
-SIDE_ORDER = ("exit_jax", "exit_jax_bf16", "tunix", "trl")  # exit_jax_bf16: bf16 compute, opt-in, not a peer
+# exit_jax_bf16 / trl_bf16: bf16 compute with f32 parameters, opt-in; a *_bf16 peer is compared with exit_jax_bf16.
+SIDE_ORDER = ("exit_jax", "exit_jax_bf16", "tunix", "trl", "trl_bf16")
 # Issue 8's targets: exit_jax's speed-up over each peer for rollout and the full iteration.
 SPEEDUP_TARGETS = {"tunix": 1.5, "trl": 3.0}
 TRAIN_STEP_BF16_PEAK_TARGET = 0.40  # small size
@@ -63,7 +65,11 @@ def _timing_table(
     if extra_names:
         header += "".join(f" {name} |" for name in extra_names)
     lines = [f"#### {title}", "", header, "|" + "---|" * (header.count("|") - 1)]
-    exit_record = sides.get("exit_jax", {}).get("measurements", {}).get(key)
+    def reference(side: str) -> dict | None:
+        """The exit_jax row a peer is compared with: the bf16 one for a bf16 peer."""
+        ours = "exit_jax_bf16" if side.endswith("_bf16") else "exit_jax"
+        return sides.get(ours, {}).get("measurements", {}).get(key)
+
     for side in SIDE_ORDER:
         if side not in sides:
             continue
@@ -71,7 +77,7 @@ def _timing_table(
         if not record.get("supported"):
             row = f"| {side} | not supported: {record.get('note', '')} | | | | | | |"
         else:
-            ratio = None if _ours(side) else _ratio(exit_record, record, higher_is_better)
+            ratio = None if _ours(side) else _ratio(reference(side), record, higher_is_better)
             ratio_cell = (
                 "—"
                 if _ours(side)
@@ -136,10 +142,11 @@ def _memory_table(sides: dict[str, dict], size: str) -> list[str]:
         "iteration phase | exit_jax ratio | target |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    mine = sides.get("exit_jax", {}).get("measurements", {}).get("peak_rss_bytes")
     for side in SIDE_ORDER:
         if side not in sides:
             continue
+        ours = "exit_jax_bf16" if side.endswith("_bf16") else "exit_jax"  # a bf16 peer against our bf16 row
+        mine = sides.get(ours, {}).get("measurements", {}).get("peak_rss_bytes")
         record = sides[side]["measurements"]["peak_rss_bytes"]
         phases = record.get("phases", {})
         ratio = (

@@ -9,7 +9,11 @@ of workload.py. Measures, on the common workload:
       optimiser step per batch, timed between consecutive `on_step_end` callbacks;
   (d) peak resident memory.
 
-    benchmarks/peers/.venvs/trl/bin/python benchmarks/peers/trl_bench.py --size tiny
+``--bf16`` runs all three in bf16 mixed precision with the f32 parameters kept (the side ``trl_bf16``): rollout and
+train step under ``torch.autocast("cpu", torch.bfloat16)``, the iteration with ``GRPOConfig(bf16=True)`` (the
+Trainer's own autocast). It is the counterpart of ``exit_jax_bf16``, not part of issue 8's f32 workload.
+
+    benchmarks/peers/.venvs/trl/bin/python benchmarks/peers/trl_bench.py --size tiny [--bf16]
 """
 
 from __future__ import annotations
@@ -34,6 +38,12 @@ from transformers import (  # noqa: E402
 )
 
 PACKAGES = ("trl", "torch", "transformers", "accelerate")  # versions recorded in the result
+BF16 = False  # set by --bf16
+
+
+def compute_context():
+    """bf16 autocast on the CPU with --bf16 (f32 parameters, bf16 matmuls), else nothing."""
+    return torch.autocast("cpu", dtype=torch.bfloat16) if BF16 else contextlib.nullcontext()
 
 
 def load(size: str) -> tuple[Qwen2ForCausalLM, PreTrainedTokenizerFast, list[str]]:
@@ -56,7 +66,7 @@ def measure_rollout(model, tokenizer, size: str, warmup: int, repetitions: int) 
     model.eval()
 
     def generate_once():
-        with torch.no_grad():
+        with torch.no_grad(), compute_context():
             output = model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
@@ -113,7 +123,7 @@ def make_trainer(model, tokenizer, prompt_texts: list[str], steps: int, output_d
     config = GRPOConfig(
         output_dir=output_dir,
         use_cpu=True,
-        bf16=False,
+        bf16=BF16,
         fp16=False,
         seed=workload.SEED,
         report_to="none",
@@ -182,7 +192,8 @@ def measure_train_step(
     trainer.current_gradient_accumulation_steps = 1  # set by Trainer's loop, which we bypass
 
     def step_once():
-        loss = trainer.compute_loss(model, batch)
+        with compute_context():
+            loss = trainer.compute_loss(model, batch)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -211,13 +222,17 @@ def main() -> None:
     parser.add_argument("--size", choices=sorted(workload.SIZES), default="tiny")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast, f32 parameters (side trl_bf16)")
     args = parser.parse_args()
+    global BF16
+    BF16 = args.bf16
 
     torch.manual_seed(workload.SEED)
     notes = [
         f"torch threads: {torch.get_num_threads()}",
         "EOS suppressed with min_new_tokens=128 (TRL/transformers cannot ignore it)",
-    ]
+    ] + (["bf16 autocast on CPU (f32 parameters): generate and compute_loss under torch.autocast, "
+          "train() with GRPOConfig(bf16=True)"] if BF16 else [])
     step_note = (
         "trainer.compute_loss (loss_type='grpo') + backward + AdamW step; "
         "TRL skips old log-probs when num_iterations=1 and beta=0"
@@ -255,7 +270,7 @@ def main() -> None:
         "peak_rss_bytes": measure.peak_rss_record(sampler, phases),
     }
     print(
-        json.dumps(workload.result("trl", args.size, PACKAGES, measurements, notes)),
+        json.dumps(workload.result("trl_bf16" if BF16 else "trl", args.size, PACKAGES, measurements, notes)),
         file=real_stdout,
     )
 
