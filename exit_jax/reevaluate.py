@@ -145,9 +145,8 @@ def by_step(sweep_dir: str | Path, rungs: Sequence[str], steps: Sequence[int], d
                 path = reeval_path(member.workdir, step, draw, num_samples, split)
                 if path.is_file():
                     areas.append(_area(json.loads(path.read_text(encoding="utf-8"))))
-            mean, std, count = results._stats(areas)
-            cells.append("–" if not count else results.format_number(mean)
-                         + ("" if math.isnan(std) else f" ± {results.format_number(std)}") + f" (n={count})")
+            count = results._stats(areas)[2]
+            cells.append(results._cell(areas) + (f" (n={count})" if count else ""))
         lines.append(f"| {results.DISPLAY.get(rung, rung)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -26,6 +26,12 @@ def _ours(side: str) -> bool:
     return side.startswith("exit_jax")
 
 
+def _reference(sides: dict[str, dict], side: str, key: str) -> dict | None:
+    """The exit_jax measurement a peer is compared with: exit_jax_bf16's for a bf16 peer, else exit_jax's."""
+    ours = "exit_jax_bf16" if side.endswith("_bf16") else "exit_jax"
+    return sides.get(ours, {}).get("measurements", {}).get(key)
+
+
 def _number(value: float | None, digits: int = 3) -> str:
     if value is None:
         return "—"
@@ -65,11 +71,6 @@ def _timing_table(
     if extra_names:
         header += "".join(f" {name} |" for name in extra_names)
     lines = [f"#### {title}", "", header, "|" + "---|" * (header.count("|") - 1)]
-    def reference(side: str) -> dict | None:
-        """The exit_jax row a peer is compared with: the bf16 one for a bf16 peer."""
-        ours = "exit_jax_bf16" if side.endswith("_bf16") else "exit_jax"
-        return sides.get(ours, {}).get("measurements", {}).get(key)
-
     for side in SIDE_ORDER:
         if side not in sides:
             continue
@@ -77,7 +78,7 @@ def _timing_table(
         if not record.get("supported"):
             row = f"| {side} | not supported: {record.get('note', '')} | | | | | | |"
         else:
-            ratio = None if _ours(side) else _ratio(reference(side), record, higher_is_better)
+            ratio = None if _ours(side) else _ratio(_reference(sides, side, key), record, higher_is_better)
             ratio_cell = (
                 "—"
                 if _ours(side)
@@ -145,8 +146,7 @@ def _memory_table(sides: dict[str, dict], size: str) -> list[str]:
     for side in SIDE_ORDER:
         if side not in sides:
             continue
-        ours = "exit_jax_bf16" if side.endswith("_bf16") else "exit_jax"  # a bf16 peer against our bf16 row
-        mine = sides.get(ours, {}).get("measurements", {}).get("peak_rss_bytes")
+        mine = _reference(sides, side, "peak_rss_bytes")
         record = sides[side]["measurements"]["peak_rss_bytes"]
         phases = record.get("phases", {})
         ratio = (
