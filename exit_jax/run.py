@@ -12,6 +12,7 @@ a checkpoint at the end of the current iteration and exits cleanly.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,11 +39,34 @@ def _eval_scalars(result: dict[str, Any]) -> dict[str, float]:
             "eval/delta_K": result["delta_K"]}
 
 
+def enable_compilation_cache(setting: str) -> str | None:
+    """Point JAX's persistent compilation cache at ``setting`` and return the directory in use (None: off).
+
+    ``"auto"``: ``$EXIT_JAX_CACHE/xla``, else ``~/.cache/exit_jax/xla`` (beside the built-in competitions' cache);
+    ``""``: leave it off. A directory already configured (``JAX_COMPILATION_CACHE_DIR``, or an earlier call) wins.
+    Only compilations of at least ``jax_persistent_cache_min_compile_time_secs`` (1 s by default) are stored. A loaded
+    program is the one that was compiled, so results are bitwise those of compiling it again; what a run saves is
+    the compile time of every shape an earlier run (a sweep's first member, the previous rerun) already met. JAX
+    runs what it loads from there, so a directory this creates is private to its user (mode 0700); the MLE sandbox
+    runs solutions as other users.
+    """
+    current = jax.config.jax_compilation_cache_dir
+    if current or not setting:
+        return current or None
+    if setting == "auto":
+        base = os.environ.get("EXIT_JAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "exit_jax")
+        setting = os.path.join(base, "xla")
+    os.makedirs(setting, mode=0o700, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", setting)
+    return setting
+
+
 def run_experiment(config: ml_collections.ConfigDict, workdir: str | Path, progress: bool = True) -> dict[str, Any]:
     """Train and evaluate ``config`` in ``workdir`` (resuming if it holds this run's checkpoints)."""
     from exit_jax.report import load_eval_results, write_report
     from exit_jax.trainer import Trainer
 
+    enable_compilation_cache(config.train.get("compilation_cache_dir", "auto"))
     workdir = Path(workdir)
     trainer = Trainer(config, workdir)  # refuses a workdir holding another experiment before writing anything
     trainer.install_signal_handlers()

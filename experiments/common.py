@@ -92,8 +92,12 @@ def base_config(experiment: str, preset: str, options: dict[str, str]) -> ml_col
     c.rl = rl_config()
     c.curriculum = curriculum_config(method)
     c.curriculum.seed = c.seed
+    # train.compilation_cache_dir: JAX's persistent compilation cache ("auto": $EXIT_JAX_CACHE/xla or
+    # ~/.cache/exit_jax/xla; "" turns it off; a set JAX_COMPILATION_CACHE_DIR wins). Sweep members and reruns then
+    # load the programs an earlier run compiled instead of compiling them again (exit_jax/run.py).
     c.train = ml_collections.ConfigDict(dict(num_iterations=100, num_prompts=8, eval_every=0, checkpoint_every=10,
-                                             keep_checkpoints=3, log_every=1, export_policy=True))
+                                             keep_checkpoints=3, log_every=1, export_policy=True,
+                                             compilation_cache_dir="auto"))
     c.warm_start = ml_collections.ConfigDict(dict(steps=0, batch_size=32, learning_rate=1e-3, cache_dir=""))
     c.eval = ml_collections.ConfigDict(dict(split="heldout", K=16, num_samples=1, max_tasks=0, greedy=False,
                                             binary=False))
