@@ -164,9 +164,19 @@ class Evaluator:
         return dataclasses.replace(result)
 
     def evaluate_many(self, competitions: Sequence[Competition], codes: Sequence[str]) -> list[SolutionResult]:
-        """Evaluate in parallel on the sandbox pool; results in input order."""
+        """Evaluate in parallel on the sandbox pool; results in input order.
+
+        A (competition, code) pair that occurs more than once in the batch runs once, and its repeats get copies of
+        that result, as a later call gets them from the cache (a GRPO group's samples often write the same spec).
+        """
         pairs = list(zip(competitions, codes, strict=True))
-        return list(self.sandbox._executor.map(lambda pair: self.evaluate(*pair), pairs))
+        first: dict[tuple[str, str], int] = {}
+        for index, (competition, code) in enumerate(pairs):
+            first.setdefault((competition.name, code), index)
+        unique = list(first.values())
+        ran = dict(zip(unique, self.sandbox._executor.map(lambda i: self.evaluate(*pairs[i]), unique), strict=True))
+        return [ran[index] if index in ran else dataclasses.replace(ran[first[(competition.name, code)]])
+                for index, (competition, code) in enumerate(pairs)]
 
     @staticmethod
     def _grade(competition: Competition, run: ExecutionResult) -> SolutionResult:
