@@ -39,6 +39,9 @@ def _eval_scalars(result: dict[str, Any]) -> dict[str, float]:
             "eval/delta_K": result["delta_K"]}
 
 
+CACHE_MAX_BYTES = 4 << 30  # the compilation cache's bound; least recently used entries go first
+
+
 def enable_compilation_cache(setting: str) -> str | None:
     """Point JAX's persistent compilation cache at ``setting`` and return the directory in use (None: off).
 
@@ -58,6 +61,9 @@ def enable_compilation_cache(setting: str) -> str | None:
         setting = os.path.join(base, "xla")
     os.makedirs(setting, mode=0o700, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", setting)
+    # A size bound turns on JAX's LRU eviction, and with it the file lock around every read and write: a sweep's
+    # parallel members then never read an entry another member is still writing (unbounded, writes are unlocked).
+    jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
     return setting
 
 
