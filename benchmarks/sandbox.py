@@ -128,10 +128,11 @@ def record_policy_solutions(eval_json: Path, out: Path, workers: int) -> dict:
 
 def policy_jobs(path: Path = POLICY_SOLUTIONS) -> list[tuple[object, str]]:
     """The recorded policy solutions as (competition, solution.py) jobs, in the order the search graded them."""
-    solutions = json.loads(path.read_text())["solutions"]
-    return [(builtin.get_competition(s["competition"]),
-             solution_code(s["spec"], builtin.get_competition(s["competition"]), "compact"))
-            for s in solutions]
+    jobs = []
+    for solution in json.loads(path.read_text())["solutions"]:
+        competition = builtin.get_competition(solution["competition"])
+        jobs.append((competition, solution_code(solution["spec"], competition, "compact")))
+    return jobs
 
 
 def workload(name: str, competitions, repeats: int) -> list[tuple[object, str]]:

@@ -1,4 +1,5 @@
-"""An exclusive advisory file lock, for work that several processes on one host may start at once.
+"""An exclusive advisory file lock, for work that several processes on one host may start at once, and the root of
+the on-disk caches such processes share (``cache_home``).
 
 Used with the check-lock-recheck idiom: look for the result without the lock (the common, cheap case), and only if it
 is missing take the lock, look again (another process may have finished it while this one waited), then build it.
@@ -30,3 +31,8 @@ def file_lock(path: str | os.PathLike | None) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def cache_home() -> Path:
+    """The root of exit_jax's on-disk caches: ``$EXIT_JAX_CACHE``, else ``~/.cache/exit_jax``."""
+    return Path(os.environ.get("EXIT_JAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "exit_jax"))

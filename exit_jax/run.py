@@ -21,6 +21,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from exit_jax.filelock import cache_home
 from exit_jax.metrics import MetricsLogger, Progress
 
 
@@ -57,8 +58,7 @@ def enable_compilation_cache(setting: str) -> str | None:
     if current or not setting:
         return current or None
     if setting == "auto":
-        base = os.environ.get("EXIT_JAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "exit_jax")
-        setting = os.path.join(base, "xla")
+        setting = str(cache_home() / "xla")
     os.makedirs(setting, mode=0o700, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", setting)
     # A size bound turns on JAX's LRU eviction, and with it the file lock around every read and write: a sweep's

@@ -34,7 +34,7 @@ from sklearn.model_selection import train_test_split
 from exit_jax.domains.mle import datasets
 from exit_jax.domains.mle.competition import Competition, compute_metric, load_competition, write_competition
 from exit_jax.domains.mle.spec import compile_spec, parse_spec
-from exit_jax.filelock import file_lock
+from exit_jax.filelock import cache_home, file_lock
 
 if TYPE_CHECKING:
     from exit_jax.domains.mle.grading import Evaluator
@@ -112,8 +112,7 @@ def _is_current(target: Path, spec: BuiltinSpec) -> bool:
 
 
 def cache_root() -> Path:
-    base = os.environ.get("EXIT_JAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "exit_jax")
-    return Path(base) / "mle" / f"v{CACHE_VERSION}"
+    return cache_home() / "mle" / f"v{CACHE_VERSION}"
 
 
 def builtin_names(split: str | None = None) -> list[str]:
