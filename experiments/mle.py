@@ -6,7 +6,7 @@ Commands and expectations:
   python launch/tpu_run.py --config=experiments/mle.py
       Embedded ~4M policy writing compact pipeline specs (full specs for new / diverge steps, edits of the previous
       spec for improve / debug steps) for the built-in competitions on 2 CPU cores: a 120-step supervised warm start
-      on random valid specs and edits, 40 iterations of ExIt GRPO (4 prompts x 8) on the 13 training
+      on random valid specs and edits, 80 iterations of ExIt GRPO (4 prompts x 8) on the 13 training
       competitions, then K = 16 greedy search (avg@4) on the 6 held-out ones; the report shows the normalised
       held-out score at k = 0..16 against each competition's ceiling. At 2b5f3dd (shared-prompt train step):
       907 s (15 minutes) with the full test suite running beside it, k = 0 0.646 -> k = 16 0.771. Before it
@@ -78,7 +78,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.curriculum.replay_prob = 0.5
     c.curriculum.divergence_prob = 0.2
     c.train.num_prompts = 4  # Table 6
-    c.train.num_iterations = 40
+    c.train.num_iterations = 80  # session 11: the lead over GRPO grew with training (docs/results/mle_analysis.md)
     c.train.checkpoint_every = 10
     c.warm_start.steps = 120
     c.warm_start.batch_size = 32
