@@ -34,6 +34,12 @@ def unshare(flags: int) -> bool:
     return libc.unshare(flags) == 0
 
 
+def setns(fd: int, nstype: int) -> None:
+    if libc.setns(fd, nstype) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"setns: {os.strerror(errno)}")
+
+
 def _blocked_parent(path: str) -> tuple[str, str] | None:
     """The first ancestor of ``path`` that others cannot traverse, and its child on the way to ``path``."""
     parts = os.path.realpath(path).split("/")[1:]
@@ -109,16 +115,13 @@ def run_confined(slot: Any, job: dict, out_w: int, err_w: int) -> None:
         limits = job["limits"]
         for directory in slot.cgroups.values():  # the whole job tree is charged to the slot's cgroups
             with open(os.path.join(directory, "cgroup.procs"), "w") as handle:
-                handle.write(str(os.getpid()))
+                handle.write("0")  # "0" is the writer itself (its pid may be 1 of a new PID namespace)
         if slot.namespaces:
-            if not unshare(slot.namespaces):
+            # This process is already init of a fresh PID namespace and in the slot's network namespace (the zygote
+            # arranged both before forking it); the mount namespace is its own from here on.
+            if not unshare(CLONE_NEWNS):
                 raise OSError(ctypes.get_errno(), "unshare")
             libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-            pid = os.fork()  # the grandchild is init of the new PID namespace
-            if pid:
-                _, status = os.waitpid(pid, 0)
-                code = os.waitstatus_to_exitcode(status)
-                os._exit(code if code >= 0 else 128 - code)
             mount(None, "/", None, MS_REC | MS_PRIVATE, None)
             mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV, None)
             for private in ("/tmp", "/var/tmp", "/dev/shm"):

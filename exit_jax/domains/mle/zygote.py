@@ -4,15 +4,17 @@ Started by ``sandbox.Sandbox`` as ``python -m exit_jax.domains.mle.zygote --slot
 line on its stdin and answers one JSON result per line. Per job it resets its slot's working directory (a size-capped
 tmpfs when mounting works), copies ``public/`` and ``solution.py`` in, and forks. The child
 
-1. starts a new session and unshares network, mount and PID namespaces (no network; private ``/tmp``, ``/var/tmp``,
-   ``/dev/shm`` and ``/proc``; it is init of its own PID namespace, so every process it spawns, daemons included,
-   dies with it),
+1. is forked as init of a fresh PID namespace (every process it spawns, daemons included, dies with it) inside the
+   slot's network namespace (made once by the zygote: no interface is up and an unprivileged uid cannot bring one
+   up, so no network), starts a new session and unshares its mount namespace (private ``/tmp``, ``/var/tmp``,
+   ``/dev/shm`` and ``/proc``),
 2. sets rlimits (CPU, address space, file size, process count, open files, no core dumps),
 3. scrubs the environment, chdirs into the working directory and drops to the slot's own unprivileged uid/gid,
 4. runs ``solution.py`` in-process with ``runpy`` (no interpreter start, no re-import of NumPy / pandas / sklearn).
 
 The zygote drains stdout/stderr through pipes (keeping head and tail, killing on the output cap), enforces the
-wall-clock timeout, and at the end SIGKILLs every process of the slot's uid until none is left. Where a step is not
+wall-clock timeout, learns of the child's exit through a pidfd (no polling interval between the solution's end and
+the result), and at the end SIGKILLs every process of the slot's uid until none is left. Where a step is not
 permitted (not root, no namespaces) it falls back and says so in ``isolation``.
 """
 
@@ -41,6 +43,7 @@ from exit_jax.domains.mle.confine import (
     make_cgroups,
     mount,
     run_confined,
+    setns,
     unshare,
     write_file,
 )
@@ -53,11 +56,23 @@ PRELOAD = ("numpy", "pandas", "scipy.stats", "sklearn.base", "sklearn.compose", 
            "sklearn.model_selection", "sklearn.neighbors", "sklearn.neural_network", "sklearn.pipeline",
            "sklearn.preprocessing", "sklearn.svm")
 def _probe_namespaces() -> int:
-    """Which of the namespace flags a forked child may unshare here (0 when none)."""
+    """The namespace flags the sandbox can use here (0 when none), tried in a forked child as ``Slot`` will use them:
+    a network namespace, a child forked into a new PID namespace that unshares its mount namespace, and the return
+    of later children to the forking process's own PID namespace."""
     flags = CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID
     pid = os.fork()
     if pid == 0:
-        os._exit(0 if unshare(flags) else 1)
+        try:
+            own = os.open("/proc/self/ns/pid", os.O_RDONLY)
+            if not unshare(CLONE_NEWNET) or not unshare(CLONE_NEWPID):
+                os._exit(1)
+            child = os.fork()
+            if child == 0:
+                os._exit(0 if unshare(CLONE_NEWNS) else 1)
+            setns(own, CLONE_NEWPID)
+            os._exit(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
+        except BaseException:  # noqa: BLE001 - any failure means: no namespaces
+            os._exit(1)
     _, status = os.waitpid(pid, 0)
     return flags if os.waitstatus_to_exitcode(status) == 0 else 0
 
@@ -80,6 +95,11 @@ class Slot:
                 self.tmpfs = True
             except OSError:
                 self.tmpfs = False
+        if self.namespaces and not unshare(CLONE_NEWNET):
+            self.namespaces = 0
+        # With PID namespaces every job is forked into a fresh one (``fork_job``); this fd brings later children
+        # (the uid sweep's helper) back into the zygote's own.
+        self._own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY) if self.namespaces else -1
         self.cgroups = make_cgroups(slot) if self.root else {}
         self._oom_kills = 0
         self.isolation = {
@@ -93,6 +113,22 @@ class Slot:
                 "fallback: not root or no namespaces; no uid drop, network or private /tmp; private answers are "
                 "not copied into the working directory but are readable by path"),
         }
+
+    def fork_job(self) -> int:
+        """``os.fork()`` for a job: with namespaces the child is init of a new PID namespace, already in the slot's
+        network namespace (the zygote's own, made once in ``__init__`` rather than per job)."""
+        if not self.namespaces:
+            return os.fork()
+        if not unshare(CLONE_NEWPID):
+            raise OSError("unshare(CLONE_NEWPID) failed")
+        try:
+            pid = os.fork()
+        except BaseException:
+            setns(self._own_pid_namespace, CLONE_NEWPID)
+            raise
+        if pid:
+            setns(self._own_pid_namespace, CLONE_NEWPID)
+        return pid
 
     def reset(self) -> None:
         for entry in os.scandir(self.work_dir):
@@ -296,11 +332,25 @@ def run_job(slot: Slot, job: dict) -> dict:
     start = time.monotonic()
     sys.stdout.flush()  # nothing buffered in the zygote may end up in the solution's output
     sys.stderr.flush()
-    pid = os.fork()
+    pid = slot.fork_job()
     if pid == 0:
         run_confined(slot, job, out_w, err_w)
     os.close(out_w)
     os.close(err_w)
+    try:
+        exited = os.pidfd_open(pid)  # readable once the child has exited
+    except (AttributeError, OSError):  # no pidfd (Linux < 5.3): the loop polls the exit every 50 ms
+        exited = None
+    try:
+        return _supervise(slot, job, pid, exited, out_r, err_r, start)
+    finally:
+        if exited is not None:
+            os.close(exited)
+
+
+def _supervise(slot: Slot, job: dict, pid: int, exited: int | None, out_r: int, err_r: int, start: float) -> dict:
+    """Drain the job's output, enforce its limits, and wait for it and everything it started to end."""
+    limits = job["limits"]
     streams = {out_r: _Stream(limits["keep_bytes"]), err_r: _Stream(limits["keep_bytes"])}
     open_fds, status, reason = [out_r, err_r], None, None
     next_disk_check = start
@@ -330,8 +380,16 @@ def run_job(slot: Slot, job: dict) -> dict:
                 os.close(fd)
             open_fds = []
             break
-        ready, _, _ = select.select(open_fds, [], [], 0.05)
+        wait = limits["timeout_s"] - (now - start)
+        if not slot.tmpfs:
+            wait = min(wait, next_disk_check - now)
+        if status is None and exited is None:
+            wait = min(wait, 0.05)
+        watched = open_fds + ([exited] if status is None and exited is not None else [])
+        ready, _, _ = select.select(watched, [], [], min(max(wait, 0.0), 1.0))
         for fd in ready:
+            if fd == exited:
+                continue  # the next pass's waitpid collects the exit status
             chunk = os.read(fd, 1 << 16)
             if chunk:
                 streams[fd].add(chunk)
