@@ -8,22 +8,18 @@ Commands and expectations:
       spec for improve / debug steps) for the built-in competitions on 2 CPU cores: a 120-step supervised warm start
       on random valid specs and edits, 80 iterations of ExIt GRPO (4 prompts x 8) on the 13 training
       competitions, then K = 16 greedy search (avg@4) on the 6 held-out ones; the report shows the normalised
-      held-out score at k = 0..16 against each competition's ceiling. At 2b5f3dd (shared-prompt train step):
-      907 s (15 minutes) with the full test suite running beside it, k = 0 0.646 -> k = 16 0.771. Before it
-      (session 5): 787 s, 0.639 -> 0.828, bitwise the same as the sweep's ExIt seed-0 member (CPU-time grading).
-      The shared prompt changes the step's float rounding, so runs from 2b5f3dd on follow another trajectory than
-      session 5's sweep; docs/results.md now shows the sweep rerun at 07039cc.
+      held-out score at k = 0..16 against each competition's ceiling. 40 iterations until session 11, which doubled
+      them by the rule session 9 fixed on the training competitions (docs/results/mle_analysis.md); the sweep's
+      ExIt seed-0 member is this run: k = 0 0.659 -> k = 16 0.737 (AMD EPYC machine).
   python launch/tpu_run.py --config=experiments/mle.py:smoke --workdir=/tmp/w
       Under 2 minutes (about 45 s here): 2 iterations and a K = 2 search on one held-out competition; for tests.
   python launch/tpu_run.py --config=experiments/mle.py --sweep --parallel=2 --results_md=docs/results.md
       The paper's ladder (base policy, grpo, curriculum, improve, diverge, exit) x 3 seeds at equal compute: all
       members share one warm-started base policy (model.seed; the seeds vary the RL run, as the paper's seeds share
-      one pretrained model); 74 to 114 minutes measured on a 2-core machine, depending on what ran beside it. At
-      07039cc (session 8) criteria (b), (c), (d) pass and (a) fails: ExIt's area leads GRPO's on every RL seed
-      (+0.031 on average) but by less than GRPO's seed spread. Session 5's run of the same configuration at
-      fbf6b3a passed all four; over both sweeps and the base-seed checks ExIt leads in 11 of 12 (base, RL seed)
-      pairs, beyond the spread in one of four three-seed comparisons (docs/results.md). Writes comparison.md and
-      the results page with the verdict on issue 9's criteria.
+      one pretrained model). At 80 iterations (session 11, 322014b): 41 minutes on a 2-core AMD EPYC; criteria
+      (b), (c), (d) pass and (a) fails (ExIt's area +0.021 over GRPO's, spread 0.030), as it did at 40 iterations
+      in session 8 (+0.031, spread 0.041); docs/results.md has the analysis (entropy collapse with training).
+      Writes comparison.md and the results page with the verdict on issue 9's criteria.
       ``:rungs=base+grpo+exit,seeds=2`` runs part of it.
   python launch/tpu_run.py --config=experiments/mle.py:r1-distill-qwen-7b --config.model.hf_dir=DIR
       DeepSeek-R1-Distill-Qwen-7B (or EXIT_JAX_R1_DISTILL_QWEN_7B=DIR) writing full solution.py files, Table 6
