@@ -21,6 +21,7 @@ permitted (not root, no namespaces) it falls back and says so in ``isolation``.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import select
@@ -55,6 +56,24 @@ PRELOAD = ("numpy", "pandas", "scipy.stats", "sklearn.base", "sklearn.compose", 
            "sklearn.feature_selection", "sklearn.impute", "sklearn.linear_model", "sklearn.metrics",
            "sklearn.model_selection", "sklearn.neighbors", "sklearn.neural_network", "sklearn.pipeline",
            "sklearn.preprocessing", "sklearn.svm")
+
+
+def _fork_into_new_pid_namespace(own_pid_namespace: int) -> int:
+    """``os.fork()`` whose child is init of a fresh PID namespace; this process's later children are forked into its
+    own again (``own_pid_namespace``: an fd of its /proc/self/ns/pid)."""
+    if not unshare(CLONE_NEWPID):
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"unshare(CLONE_NEWPID): {os.strerror(errno)}")
+    try:
+        pid = os.fork()
+    except BaseException:
+        setns(own_pid_namespace, CLONE_NEWPID)
+        raise
+    if pid:
+        setns(own_pid_namespace, CLONE_NEWPID)
+    return pid
+
+
 def _probe_namespaces() -> int:
     """The namespace flags the sandbox can use here (0 when none), tried in a forked child as ``Slot`` will use them:
     a network namespace, a child forked into a new PID namespace that unshares its mount namespace, and the return
@@ -63,13 +82,11 @@ def _probe_namespaces() -> int:
     pid = os.fork()
     if pid == 0:
         try:
-            own = os.open("/proc/self/ns/pid", os.O_RDONLY)
-            if not unshare(CLONE_NEWNET) or not unshare(CLONE_NEWPID):
+            if not unshare(CLONE_NEWNET):
                 os._exit(1)
-            child = os.fork()
+            child = _fork_into_new_pid_namespace(os.open("/proc/self/ns/pid", os.O_RDONLY))
             if child == 0:
                 os._exit(0 if unshare(CLONE_NEWNS) else 1)
-            setns(own, CLONE_NEWPID)
             os._exit(os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]))
         except BaseException:  # noqa: BLE001 - any failure means: no namespaces
             os._exit(1)
@@ -117,18 +134,7 @@ class Slot:
     def fork_job(self) -> int:
         """``os.fork()`` for a job: with namespaces the child is init of a new PID namespace, already in the slot's
         network namespace (the zygote's own, made once in ``__init__`` rather than per job)."""
-        if not self.namespaces:
-            return os.fork()
-        if not unshare(CLONE_NEWPID):
-            raise OSError("unshare(CLONE_NEWPID) failed")
-        try:
-            pid = os.fork()
-        except BaseException:
-            setns(self._own_pid_namespace, CLONE_NEWPID)
-            raise
-        if pid:
-            setns(self._own_pid_namespace, CLONE_NEWPID)
-        return pid
+        return _fork_into_new_pid_namespace(self._own_pid_namespace) if self.namespaces else os.fork()
 
     def reset(self) -> None:
         for entry in os.scandir(self.work_dir):

@@ -162,6 +162,27 @@ raise SystemExit(1)
         assert "BLOCKED" in result.feedback and accepted == []
 
 
+NAMESPACE_PROBE = GOOD + """
+print("pid", os.getpid())
+print("netns", os.readlink("/proc/self/ns/net"))
+"""
+
+
+def test_every_solution_is_init_of_a_fresh_pid_namespace_off_the_host_network(evaluator, toy_competition):
+    """The zygote forks each job straight into a new PID namespace and keeps one network namespace per slot."""
+    host_network = os.readlink("/proc/self/ns/net")
+    for run in range(3):  # more runs than workers: each slot serves several jobs
+        result = _run(evaluator, toy_competition, NAMESPACE_PROBE + f"# run {run}\n")
+        assert result.valid, result.feedback
+        if not result.isolation["pid_namespace"]:
+            pytest.skip("no namespaces here (not root): the fallback is tested separately")
+        seen = dict(line.split(" ", 1) for line in result.feedback.splitlines() if line.startswith(("pid ", "netns ")))
+        # pid 1: init of its namespace, so a fresh one (a PID namespace dies with its init) that takes every process
+        # the solution starts down with it.
+        assert seen["pid"] == "1"
+        assert seen["netns"] != host_network
+
+
 def test_killing_the_parent_fails_and_sandbox_survives(evaluator, toy_competition):
     me = os.getpid()
     zygotes = [w.process.pid for w in evaluator.sandbox._pool if w.process is not None]
