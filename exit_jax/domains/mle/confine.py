@@ -113,9 +113,13 @@ def run_confined(slot: Any, job: dict, out_w: int, err_w: int) -> None:
         os.dup2(null, 0)
         os.closerange(3, 65536)
         limits = job["limits"]
-        for directory in slot.cgroups.values():  # the whole job tree is charged to the slot's cgroups
-            with open(os.path.join(directory, "cgroup.procs"), "w") as handle:
-                handle.write("0")  # "0" is the writer itself (its pid may be 1 of a new PID namespace)
+        if slot.cgroups:
+            # Forked inside the slot's cgroups (the zygote joined them once), so the whole job tree is charged
+            # there. When it hits the memory limit the kernel kills the process with the highest badness in the
+            # group: the maximal adjustment (inherited by everything the job starts) makes that a job process,
+            # never the zygote beside it.
+            if not write_file("/proc/self/oom_score_adj", "1000"):
+                raise OSError("cannot raise oom_score_adj")
         if slot.namespaces:
             # This process is already init of a fresh PID namespace and in the slot's network namespace (the zygote
             # arranged both before forking it); the mount namespace is its own from here on.
@@ -218,6 +222,28 @@ def make_cgroups(slot: int) -> dict[str, str]:
                 except OSError:
                     pass
     return groups
+
+
+def join_cgroups(groups: dict[str, str]) -> dict[str, str]:
+    """Moves this process (the zygote) into its slot's cgroups, once; a controller it cannot join is dropped.
+
+    The jobs it forks then start inside the groups: moving each job in instead (a write to ``cgroup.procs`` per
+    job) waits for an RCU grace period in the kernel, 7-12 ms per job measured here. Pages the zygote touched
+    before the move stay charged where they were (cgroup v1 does not move charges), so a job's memory limit
+    counts what the job and its copy-on-write faults allocate. The zygote's own exemption from the group's OOM
+    kills is the job's ``oom_score_adj`` of 1000 (``run_confined``; lowering the zygote's needs a capability a
+    container may lack): every job process outranks it.
+    """
+    joined = {}
+    for controller, directory in groups.items():
+        if write_file(os.path.join(directory, "cgroup.procs"), str(os.getpid())):
+            joined[controller] = directory
+        else:
+            try:
+                os.rmdir(directory)
+            except OSError:
+                pass
+    return joined
 
 
 def write_file(path: str, value: str) -> bool:

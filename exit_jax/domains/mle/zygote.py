@@ -1,8 +1,10 @@
 """The fork server ("zygote") behind the sandbox: one process per worker slot with the scientific stack pre-imported.
 
 Started by ``sandbox.Sandbox`` as ``python -m exit_jax.domains.mle.zygote --slot N ...``. It reads one JSON job per
-line on its stdin and answers one JSON result per line. Per job it resets its slot's working directory (a size-capped
-tmpfs when mounting works), copies ``public/`` and ``solution.py`` in, and forks. The child
+line on its stdin and answers one JSON result per line. At start-up it joins its slot's memory and pids cgroups, so
+every job it forks is born inside them (moving each job in would cost an RCU grace period per job). Per job it
+resets its slot's working directory (a size-capped tmpfs when mounting works), copies ``public/`` and
+``solution.py`` in, and forks. The child
 
 1. is forked as init of a fresh PID namespace (every process it spawns, daemons included, dies with it) inside the
    slot's network namespace (made once by the zygote: no interface is up and an unprivileged uid cannot bring one
@@ -40,6 +42,7 @@ from exit_jax.domains.mle.confine import (
     MS_PRIVATE,
     MS_REC,
     PR_SET_CHILD_SUBREAPER,
+    join_cgroups,
     libc,
     make_cgroups,
     mount,
@@ -117,7 +120,7 @@ class Slot:
         # With PID namespaces every job is forked into a fresh one (``fork_job``); this fd brings later children
         # (the uid sweep's helper) back into the zygote's own.
         self._own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY) if self.namespaces else -1
-        self.cgroups = make_cgroups(slot) if self.root else {}
+        self.cgroups = join_cgroups(make_cgroups(slot)) if self.root else {}
         self._oom_kills = 0
         self.isolation = {
             "cgroups": sorted(self.cgroups),
@@ -156,8 +159,8 @@ class Slot:
                 write_file(ram, value)
             write_file(os.path.join(group, "memory.failcnt"), "0")
             self._oom_kills = self._oom_kill_count()
-        if "pids" in self.cgroups:
-            write_file(os.path.join(self.cgroups["pids"], "pids.max"), str(int(limits["nproc"])))
+        if "pids" in self.cgroups:  # + 1: the zygote itself is in the group
+            write_file(os.path.join(self.cgroups["pids"], "pids.max"), str(int(limits["nproc"]) + 1))
 
     def _oom_kill_count(self) -> int:
         """The cumulative ``oom_kill`` counter of the slot's memory cgroup (0 where absent)."""
@@ -181,6 +184,7 @@ class Slot:
 
     def remove_cgroups(self) -> None:
         for directory in self.cgroups.values():
+            write_file(os.path.join(os.path.dirname(directory), "cgroup.procs"), str(os.getpid()))  # leave it
             try:
                 os.rmdir(directory)
             except OSError:
@@ -228,7 +232,16 @@ class Slot:
             if not self.processes():
                 return
             # kill(-1) from a process running as the uid reaches all of that uid's processes at once.
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError:  # the slot's pids cgroup is full (the zygote is in it): kill them one by one
+                for victim in self.processes():
+                    try:
+                        os.kill(victim, signal.SIGKILL)
+                    except OSError:
+                        pass
+                time.sleep(0.002)
+                continue
             if pid == 0:
                 try:
                     os.setgid(self.uid)

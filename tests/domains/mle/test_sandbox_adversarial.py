@@ -261,10 +261,53 @@ statuses = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children
 print("children", statuses)
 raise SystemExit(1 if any(code != 0 for code in statuses) else 0)
 """
+    zygotes = [worker.process.pid for worker in evaluator.sandbox._pool]
     result = evaluator.evaluate(toy_competition, code, dataclasses.replace(SHORT, timeout_s=20.0))
     assert _live_processes({worker.uid for worker in evaluator.sandbox._pool}) == []
     assert not result.valid and result.error == "memory_limit", (result.error, result.feedback)
     assert "-9" in result.feedback  # the kernel OOM-killed inside the job's cgroup, not elsewhere on the host
+    # The zygotes share the job's cgroup (they joined it once, so jobs start inside it); the OOM kill took a job
+    # process, not the worker beside it.
+    assert [worker.process.pid for worker in evaluator.sandbox._pool] == zygotes
+    assert all(worker.process.poll() is None for worker in evaluator.sandbox._pool)
+
+
+def test_every_process_of_a_job_is_charged_to_its_slots_cgroups(evaluator, toy_competition):
+    """The solution and a child it forks are both members of the slot's memory and pids cgroups (read from the
+    kernel's /proc/<pid>/cgroup of the zygote: same groups) and carry the maximal OOM score adjustment."""
+    if not evaluator.sandbox.isolation.get("cgroups"):
+        pytest.skip("cgroups not writable here")
+    code = GOOD + """
+import sys
+def report(tag):
+    groups = [line.split(":", 2) for line in open("/proc/self/cgroup").read().splitlines()]
+    for _, controllers, path in groups:
+        if controllers in ("memory", "pids"):
+            print(tag, controllers, path)
+    print(tag, "oom", open("/proc/self/oom_score_adj").read().strip())
+    sys.stdout.flush()
+report("parent")
+pid = os.fork()
+if pid == 0:
+    report("child")
+    os._exit(0)
+os.waitpid(pid, 0)
+"""
+    result = _run(evaluator, toy_competition, code)
+    assert result.valid, result.feedback
+    lines = [line.split() for line in result.feedback.splitlines() if line.startswith(("parent ", "child "))]
+    seen = {(tag, key): value for tag, key, value in lines}
+    zygote_groups = {}
+    for worker in evaluator.sandbox._pool:
+        for line in open(f"/proc/{worker.process.pid}/cgroup").read().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if controllers in ("memory", "pids"):
+                assert f"_slot{worker.slot}" in path  # each zygote sits in its own slot's groups
+                zygote_groups.setdefault(controllers, set()).add(path)
+    for tag in ("parent", "child"):
+        assert seen[(tag, "oom")] == "1000"
+        for controller in ("memory", "pids"):
+            assert seen[(tag, controller)] in zygote_groups[controller]
 
 
 def test_cpu_time_and_wall_clock_are_separate_limits(evaluator, toy_competition):
