@@ -77,6 +77,24 @@ def _fork_into_new_pid_namespace(own_pid_namespace: int) -> int:
     return pid
 
 
+def _collapse_into_huge_pages() -> int:
+    """Asks the kernel to back the zygote's anonymous memory (the pre-imported stack: ~120 MB of 4 KiB pages) with
+    2 MiB pages (``MADV_COLLAPSE``, Linux >= 6.1); a fork then copies one page-table entry per 2 MiB instead of 512,
+    and the child's exit unmaps as few. Best effort: returns the bytes collapsed (0 where unsupported)."""
+    huge, collapsed = 2 << 20, 0
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    with open("/proc/self/maps") as handle:
+        regions = [line.split() for line in handle]
+    for fields in regions:
+        if not fields[1].startswith("rw") or (len(fields) > 5 and fields[5] != "[heap]"):
+            continue  # private anonymous memory and the brk heap only
+        start, end = (int(x, 16) for x in fields[0].split("-"))
+        start, end = -(-start // huge) * huge, end // huge * huge
+        if end > start and libc.madvise(start, end - start, 25) == 0:  # MADV_COLLAPSE
+            collapsed += end - start
+    return collapsed
+
+
 def _probe_namespaces() -> int:
     """The namespace flags the sandbox can use here (0 when none), tried in a forked child as ``Slot`` will use them:
     a network namespace, a child forked into a new PID namespace that unshares its mount namespace, and the return
@@ -191,7 +209,18 @@ class Slot:
                 pass
 
     def processes(self) -> list[int]:
-        """Host pids owned by the slot's uid."""
+        """Host pids owned by the slot's uid.
+
+        Every process of a job is born in the slot's pids cgroup and cannot leave it (its uid may not write any
+        ``cgroup.procs``), so when the group's task count is the zygote's own there is none, and the /proc scan is
+        skipped."""
+        if "pids" in self.cgroups:
+            try:
+                with open(os.path.join(self.cgroups["pids"], "pids.current")) as handle:
+                    if int(handle.read()) <= len(os.listdir("/proc/self/task")):
+                        return []
+            except (OSError, ValueError):
+                pass
         pids = []
         for name in os.listdir("/proc"):
             if name.isdigit():
@@ -448,6 +477,7 @@ def main() -> None:
 
     for module in PRELOAD:
         importlib.import_module(module)
+    _collapse_into_huge_pages()  # after the imports: what every job's fork copies and every exit unmaps
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
     slot = Slot(args.slot, args.uid, args.work_dir, args.disk_mb, isolate=not args.no_isolation)
     channel_out.write(json.dumps({"ready": True, "isolation": slot.isolation}) + "\n")

@@ -321,3 +321,64 @@ def test_cpu_time_and_wall_clock_are_separate_limits(evaluator, toy_competition)
     result = evaluator.evaluate(toy_competition, "while True:\n    pass\n", limits)
     assert not result.valid and result.error == "cpu_limit", (result.error, result.feedback)
     assert result.runtime_s < 6.0
+
+
+SLOT_PROCESSES_SCRIPT = """
+import os, signal, sys, time
+from exit_jax.domains.mle.zygote import Slot
+slot = Slot(7, int(sys.argv[1]), sys.argv[2], 16)
+assert slot.cgroups.get("pids"), slot.cgroups  # the fast path needs the pids group
+assert slot.processes() == []
+pid = slot.fork_job()  # as a job is forked: inside the slot's cgroups
+if pid == 0:
+    os.setgid(int(sys.argv[1])); os.setuid(int(sys.argv[1]))
+    time.sleep(30)
+    os._exit(0)
+deadline = time.monotonic() + 10
+while os.stat(f"/proc/{pid}").st_uid != int(sys.argv[1]) and time.monotonic() < deadline:
+    time.sleep(0.01)
+seen = slot.processes()
+slot.kill_all(pid)  # kills it and reaps it (the sweep collects exited children)
+print("seen", seen == [pid], "after", slot.processes() == [])
+slot.remove_cgroups()
+"""
+
+
+def test_slot_process_listing_sees_a_live_job_and_then_none(tmp_path):
+    """``Slot.processes`` (which skips the /proc scan when the slot's pids cgroup holds only the zygote) finds a
+    live process of the slot's uid, and none once it is killed. Run in a child interpreter: a Slot unshares the
+    mount and network namespaces of the process that makes it."""
+    import subprocess
+    import sys
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root (uid drop, cgroups)")
+    uid = 64000 + os.getpid() % 1000
+    done = subprocess.run([sys.executable, "-c", SLOT_PROCESSES_SCRIPT, str(uid), str(tmp_path / "slot")],
+                          capture_output=True, text=True, timeout=60, cwd=os.getcwd())
+    if "the fast path needs the pids group" in done.stderr or "AssertionError: {}" in done.stderr:
+        pytest.skip("cgroups not writable here")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["seen", "True", "after", "True"]
+
+
+def test_the_zygotes_preimported_memory_sits_in_huge_pages(sandbox):
+    """Each zygote asks for its anonymous memory in 2 MiB pages after the imports (fewer page-table entries for
+    every job's fork and exit to copy and unmap); where the kernel offers transparent huge pages and
+    MADV_COLLAPSE (Linux >= 6.1), the kernel's own accounting shows them."""
+    import re
+
+    try:
+        mode = open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+    except OSError:
+        pytest.skip("no transparent huge pages here")
+    release = tuple(int(x) for x in re.findall(r"\d+", os.uname().release)[:2])
+    if "[never]" in mode or release < (6, 1):
+        pytest.skip(f"THP {mode.strip()} on Linux {os.uname().release}")
+    sandbox.isolation  # every worker has started and finished its imports
+    for worker in sandbox._pool:
+        worker.ready()
+        rollup = open(f"/proc/{worker.process.pid}/smaps_rollup").read()
+        huge_kb = int(re.search(r"AnonHugePages:\s+(\d+) kB", rollup).group(1))
+        anon_kb = int(re.search(r"Anonymous:\s+(\d+) kB", rollup).group(1))
+        assert huge_kb >= 16 << 10 and huge_kb <= anon_kb, (huge_kb, anon_kb)
