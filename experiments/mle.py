@@ -17,9 +17,10 @@ Commands and expectations:
   python launch/tpu_run.py --config=experiments/mle.py --sweep --parallel=2 --results_md=docs/results.md
       The paper's ladder (base policy, grpo, curriculum, improve, diverge, exit) x 3 seeds at equal compute: all
       members share one warm-started base policy (model.seed; the seeds vary the RL run, as the paper's seeds share
-      one pretrained model). At 80 iterations (session 11, 322014b): 41 minutes on a 2-core AMD EPYC; criteria
-      (b), (c), (d) pass and (a) fails (ExIt's area +0.021 over GRPO's, spread 0.030), as it did at 40 iterations
-      in session 8 (+0.031, spread 0.041); docs/results.md has the analysis (entropy collapse with training).
+      one pretrained model). With rl.beta = 0.05 (session 12, a96d559): 48 minutes on a 2-core AMD EPYC;
+      criteria (b), (c), (d) pass and (a) fails (ExIt's area 0.760 against GRPO's 0.731, +0.029, spread 0.034;
+      ExIt ahead on every RL seed). At beta = 0 (session 11) it failed by more (+0.021, spread 0.030), the policy's
+      entropy collapsing with training; docs/results.md has the analysis.
       Writes comparison.md and the results page with the verdict on issue 9's criteria.
       ``:rungs=base+grpo+exit,seeds=2`` runs part of it.
   python launch/tpu_run.py --config=experiments/mle.py:r1-distill-qwen-7b --config.model.hf_dir=DIR
