@@ -9,9 +9,9 @@ Commands and expectations:
       on random valid specs and edits, 80 iterations of ExIt GRPO (4 prompts x 8) on the 13 training
       competitions, then K = 16 greedy search (avg@4) on the 6 held-out ones; the report shows the normalised
       held-out score at k = 0..16 against each competition's ceiling. 40 iterations until session 11, which doubled
-      them by the rule session 9 fixed on the training competitions (docs/results/mle_analysis.md). 9 min 10 s from
-      empty caches with the test suite beside it (AMD EPYC), k = 0 0.659 -> k = 16 0.737: the same metrics and
-      evaluation, bit for bit, as the session-11 sweep's ExIt seed-0 member.
+      them by the rule session 9 fixed on the training competitions (docs/results/mle_analysis.md); rl.beta = 0.05
+      since session 12. 8 min 58 s from empty caches with the test suite beside it (AMD EPYC), k = 0 0.657 ->
+      k = 16 0.755: the same metrics and evaluation, bit for bit, as the session-12 sweep's ExIt seed-0 member.
   python launch/tpu_run.py --config=experiments/mle.py:smoke --workdir=/tmp/w
       Under 2 minutes (about 45 s here): 2 iterations and a K = 2 search on one held-out competition; for tests.
   python launch/tpu_run.py --config=experiments/mle.py --sweep --parallel=2 --results_md=docs/results.md
