@@ -228,7 +228,7 @@ def join_cgroups(groups: dict[str, str]) -> dict[str, str]:
     """Moves this process (the zygote) into its slot's cgroups, once; a controller it cannot join is dropped.
 
     The jobs it forks then start inside the groups: moving each job in instead (a write to ``cgroup.procs`` per
-    job) waits for an RCU grace period in the kernel, 7-12 ms per job measured here. Pages the zygote touched
+    job) waits for an RCU grace period in the kernel, 7-18 ms per job measured here. Pages the zygote touched
     before the move stay charged where they were (cgroup v1 does not move charges), so a job's memory limit
     counts what the job and its copy-on-write faults allocate. The zygote's own exemption from the group's OOM
     kills is the job's ``oom_score_adj`` of 1000 (``run_confined``; lowering the zygote's needs a capability a

@@ -375,7 +375,6 @@ def test_the_zygotes_preimported_memory_sits_in_huge_pages(sandbox):
     release = tuple(int(x) for x in re.findall(r"\d+", os.uname().release)[:2])
     if "[never]" in mode or release < (6, 1):
         pytest.skip(f"THP {mode.strip()} on Linux {os.uname().release}")
-    sandbox.isolation  # every worker has started and finished its imports
     for worker in sandbox._pool:
         worker.ready()
         rollup = open(f"/proc/{worker.process.pid}/smaps_rollup").read()
