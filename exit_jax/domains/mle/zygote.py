@@ -247,11 +247,7 @@ class Slot:
                         os.killpg(group, signal.SIGKILL)
                     except OSError:
                         pass
-                for victim in victims:
-                    try:
-                        os.kill(victim, signal.SIGKILL)
-                    except OSError:
-                        pass
+                _sigkill(victims)
                 reap_orphans()
                 if not victims:
                     return
@@ -264,11 +260,7 @@ class Slot:
             try:
                 pid = os.fork()
             except OSError:  # the slot's pids cgroup is full (the zygote is in it): kill them one by one
-                for victim in self.processes():
-                    try:
-                        os.kill(victim, signal.SIGKILL)
-                    except OSError:
-                        pass
+                _sigkill(self.processes())
                 time.sleep(0.002)
                 continue
             if pid == 0:
@@ -281,6 +273,15 @@ class Slot:
             os.waitpid(pid, 0)
             reap_orphans()
             time.sleep(0.002)
+
+
+def _sigkill(pids: list[int]) -> None:
+    """SIGKILL each pid; one that is already gone is skipped."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 def _descendants(pid: int) -> list[int]:

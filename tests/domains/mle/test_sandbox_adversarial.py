@@ -324,10 +324,13 @@ def test_cpu_time_and_wall_clock_are_separate_limits(evaluator, toy_competition)
 
 
 SLOT_PROCESSES_SCRIPT = """
-import os, signal, sys, time
+import os, sys, time
 from exit_jax.domains.mle.zygote import Slot
 slot = Slot(7, int(sys.argv[1]), sys.argv[2], 16)
-assert slot.cgroups.get("pids"), slot.cgroups  # the fast path needs the pids group
+if "pids" not in slot.cgroups:  # the fast path needs the pids group
+    slot.remove_cgroups()
+    print("no pids cgroup")
+    raise SystemExit(0)
 assert slot.processes() == []
 pid = slot.fork_job()  # as a job is forked: inside the slot's cgroups
 if pid == 0:
@@ -356,9 +359,9 @@ def test_slot_process_listing_sees_a_live_job_and_then_none(tmp_path):
     uid = 64000 + os.getpid() % 1000
     done = subprocess.run([sys.executable, "-c", SLOT_PROCESSES_SCRIPT, str(uid), str(tmp_path / "slot")],
                           capture_output=True, text=True, timeout=60, cwd=os.getcwd())
-    if "the fast path needs the pids group" in done.stderr or "AssertionError: {}" in done.stderr:
-        pytest.skip("cgroups not writable here")
     assert done.returncode == 0, done.stderr
+    if done.stdout.strip() == "no pids cgroup":
+        pytest.skip("no writable pids cgroup here")
     assert done.stdout.split() == ["seen", "True", "after", "True"]
 
 
