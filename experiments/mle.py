@@ -9,18 +9,18 @@ Commands and expectations:
       on random valid specs and edits, 80 iterations of ExIt GRPO (4 prompts x 8) on the 13 training
       competitions, then K = 16 greedy search (avg@4) on the 6 held-out ones; the report shows the normalised
       held-out score at k = 0..16 against each competition's ceiling. 40 iterations until session 11, which doubled
-      them by the rule session 9 fixed on the training competitions (docs/results/mle_analysis.md); rl.beta = 0.05
-      since session 12. 8 min 58 s from empty caches with the test suite beside it (AMD EPYC), k = 0 0.657 ->
-      k = 16 0.755: the same metrics and evaluation, bit for bit, as the session-12 sweep's ExIt seed-0 member.
+      them by the rule session 9 fixed on the training competitions (docs/results/mle_analysis.md); rl.beta = 0.1
+      since session 13. 9 min 25 s from empty caches with the test suite beside it (AMD EPYC), k = 0 0.639 ->
+      k = 16 0.811: the same metrics and evaluation, bit for bit, as the session-13 sweep's ExIt seed-0 member.
   python launch/tpu_run.py --config=experiments/mle.py:smoke --workdir=/tmp/w
       Under 2 minutes (about 45 s here): 2 iterations and a K = 2 search on one held-out competition; for tests.
   python launch/tpu_run.py --config=experiments/mle.py --sweep --parallel=2 --results_md=docs/results.md
       The paper's ladder (base policy, grpo, curriculum, improve, diverge, exit) x 3 seeds at equal compute: all
       members share one warm-started base policy (model.seed; the seeds vary the RL run, as the paper's seeds share
-      one pretrained model). With rl.beta = 0.05 (session 12, a96d559): 48 minutes on a 2-core AMD EPYC;
-      criteria (b), (c), (d) pass and (a) fails (ExIt's area 0.760 against GRPO's 0.731, +0.029, spread 0.034;
-      ExIt ahead on every RL seed). At beta = 0 (session 11) it failed by more (+0.021, spread 0.030), the policy's
-      entropy collapsing with training; docs/results.md has the analysis.
+      one pretrained model). With rl.beta = 0.1 (session 13, cbb471b): 50 minutes on a 2-core AMD EPYC; all four
+      criteria pass (ExIt's area 0.790 +- 0.013 against GRPO's 0.720 +- 0.040; k = 16 0.819 against 0.746), and
+      still pass over RL seeds 0-4 (+0.048 against a spread of 0.040). At beta = 0.05 and 0 (a) failed (+0.029
+      and +0.021 against ExIt's own spread); docs/results.md has the analysis.
       Writes comparison.md and the results page with the verdict on issue 9's criteria.
       ``:rungs=base+grpo+exit,seeds=2`` runs part of it.
   python launch/tpu_run.py --config=experiments/mle.py:r1-distill-qwen-7b --config.model.hf_dir=DIR
