@@ -203,14 +203,22 @@ def main() -> None:
                     rounds[side].append(output)
         results[size] = {}
         for side in args.sides:
-            commands[f"{side} {size}"] = display(
-                side_command(side, size, args.warmup, args.repetitions)
-            )
             path = RESULTS / f"{size}-{side}.json"
             if rounds[side]:
-                path.write_text(json.dumps(merge_rounds(rounds[side]), indent=1))
+                merged = merge_rounds(rounds[side])
+                # Saved with the result, so a later --report-only page lists the command that measured it.
+                merged["command"] = display(side_command(side, size, args.warmup, args.repetitions))
+                merged["run_all_command"] = commands["run_all"]
+                path.write_text(json.dumps(merged, indent=1))
             if path.exists():
                 results[size][side] = json.loads(path.read_text())
+            saved = results[size].get(side, {})
+            commands[f"{side} {size}"] = saved.get("command") or (
+                display(side_command(side, size, args.warmup, args.repetitions))
+                + ("   # flags not recorded with the saved result (this rendering's);" if args.report_only else "")
+            )
+            if args.report_only and saved.get("run_all_command"):
+                commands.setdefault(f"measured by ({size})", saved["run_all_command"])
 
     if probes:
         # Probe again after the sides: the peak is the best of both (load only lowers it).
