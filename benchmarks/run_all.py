@@ -204,17 +204,18 @@ def main() -> None:
         results[size] = {}
         for side in args.sides:
             path = RESULTS / f"{size}-{side}.json"
+            command = display(side_command(side, size, args.warmup, args.repetitions))
             if rounds[side]:
                 merged = merge_rounds(rounds[side])
                 # Saved with the result, so a later --report-only page lists the command that measured it.
-                merged["command"] = display(side_command(side, size, args.warmup, args.repetitions))
+                merged["command"] = command
                 merged["run_all_command"] = commands["run_all"]
                 path.write_text(json.dumps(merged, indent=1))
             if path.exists():
                 results[size][side] = json.loads(path.read_text())
             saved = results[size].get(side, {})
             commands[f"{side} {size}"] = saved.get("command") or (
-                display(side_command(side, size, args.warmup, args.repetitions))
+                command
                 + ("   # flags not recorded with the saved result (this rendering's);" if args.report_only else "")
             )
             if args.report_only and saved.get("run_all_command"):
