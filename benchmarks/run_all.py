@@ -41,10 +41,14 @@ SIDES = {
     "trl": (PEERS / ".venvs" / "trl" / "bin" / "python", PEERS / "trl_bench.py"),
     # Not a peer: exit_jax with bf16 compute (f32 parameters), for the small size's bf16-peak target. Opt-in.
     "exit_jax_bf16": (Path(sys.executable), BENCHMARKS / "exit_jax_bench.py"),
+    # Not a peer: exit_jax on one XLA CPU device where its default splits the cores into several (exit_jax_bench's
+    # CPU_DEVICES: the tiny size), to show what the split buys. Opt-in.
+    "exit_jax_1dev": (Path(sys.executable), BENCHMARKS / "exit_jax_bench.py"),
     # TRL in bf16 autocast (f32 parameters): the counterpart of exit_jax_bf16. Opt-in.
     "trl_bf16": (PEERS / ".venvs" / "trl" / "bin" / "python", PEERS / "trl_bench.py"),
 }
-SIDE_ARGS = {"exit_jax_bf16": ["--compute_dtype", "bfloat16"], "trl_bf16": ["--bf16"]}
+SIDE_ARGS = {"exit_jax_bf16": ["--compute_dtype", "bfloat16"], "exit_jax_1dev": ["--cpu_devices", "1"],
+             "trl_bf16": ["--bf16"]}
 DEFAULT_SIDES = ["exit_jax", "tunix", "trl"]
 
 
@@ -213,7 +217,9 @@ def main() -> None:
                 path.write_text(json.dumps(merged, indent=1))
             if path.exists():
                 results[size][side] = json.loads(path.read_text())
-            saved = results[size].get(side, {})
+            if side not in results[size]:
+                continue  # neither run now nor saved before: no command to list
+            saved = results[size][side]
             commands[f"{side} {size}"] = saved.get("command") or (
                 command
                 + ("   # flags not recorded with the saved result (this rendering's);" if args.report_only else "")

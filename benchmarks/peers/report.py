@@ -14,7 +14,8 @@ import workload
 
 GIB = 2**30
 # exit_jax_bf16 / trl_bf16: bf16 compute with f32 parameters, opt-in; a *_bf16 peer is compared with exit_jax_bf16.
-SIDE_ORDER = ("exit_jax", "exit_jax_bf16", "tunix", "trl", "trl_bf16")
+# exit_jax_1dev: exit_jax on one XLA CPU device where its default splits the cores (opt-in; compared with no peer).
+SIDE_ORDER = ("exit_jax", "exit_jax_1dev", "exit_jax_bf16", "tunix", "trl", "trl_bf16")
 # Issue 8's targets: exit_jax's speed-up over each peer for rollout and the full iteration.
 SPEEDUP_TARGETS = {"tunix": 1.5, "trl": 3.0}
 TRAIN_STEP_BF16_PEAK_TARGET = 0.40  # small size
@@ -22,7 +23,8 @@ PEAK_RSS_TARGET_BYTES = 4 * GIB  # small size, whole GRPO iteration
 
 
 def _ours(side: str) -> bool:
-    """exit_jax's own rows (f32 and bf16 compute): no speed-up over themselves, the issue's own-limit targets."""
+    """exit_jax's own rows (f32 and bf16 compute, one device): no speed-up over themselves, the issue's own-limit
+    targets."""
     return side.startswith("exit_jax")
 
 
