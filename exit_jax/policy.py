@@ -23,7 +23,8 @@ from exit_jax.types import Message, PolicyFn
 
 class Policy:
     def __init__(self, model: nnx.Module, tokenizer: Any, mesh: Any, *, max_prompt_length: int,
-                 max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0):
+                 max_new_tokens: int, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
+                 share_prompt_cache: bool = True):
         self.tokenizer = tokenizer
         self.max_prompt_length = max_prompt_length
         self.sampler = Sampler(model, mesh=mesh, max_length=max_prompt_length + max_new_tokens)
@@ -31,7 +32,7 @@ class Policy:
         self.sampling = SamplingConfig(
             max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
             stop_token_ids=(eos,) if eos is not None else (), pad_id=tokenizer.pad_token_id or 0,
-            prompt_bucket=max_prompt_length)
+            prompt_bucket=max_prompt_length, share_prompt_cache=share_prompt_cache)
         self.truncated_prompts = 0
 
     def encode(self, conversation: Sequence[Message]) -> list[int]:

@@ -41,6 +41,10 @@ class SamplingConfig:
     stop_sequences: tuple[tuple[int, ...], ...] = ()  # multi-token stops, as token ids
     pad_id: int = 0
     prompt_bucket: int = 16  # prompts are padded to a multiple of this (fewer recompilations)
+    # Keep each prompt's KV cache once and let its G rows attend to it (Decoder.with_shared_prefix) instead of
+    # repeating it per row: G-fold less prompt cache to hold and to read per decode step. The same distribution;
+    # the attention's sums are split in two, so values differ from the repeated cache's in the last bits.
+    share_prompt_cache: bool = True
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -155,10 +159,16 @@ def _stop_table(config: SamplingConfig) -> np.ndarray:
 def _prefill(graphdef, state, tokens, mask, key, row_ids, *, config: SamplingConfig, cache_length: int):
     model = nnx.merge(graphdef, state)
     positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0).astype(jnp.int32)
-    cache = model.init_cache(tokens.shape[0], cache_length)
-    logits, hidden, cache = model(tokens, positions, mask, cache=cache, cache_index=0)
     group = config.num_samples
-    cache = jax.tree.map(lambda x: jnp.repeat(x, group, axis=0), cache)
+    if config.share_prompt_cache:
+        prompt_cache = model.init_cache(tokens.shape[0], tokens.shape[1])
+        logits, hidden, prompt_cache = model(tokens, positions, mask, cache=prompt_cache, cache_index=0)
+        own = model.init_cache(tokens.shape[0] * group, cache_length - tokens.shape[1])
+        cache = model.with_shared_prefix(prompt_cache, own)
+    else:
+        cache = model.init_cache(tokens.shape[0], cache_length)
+        logits, hidden, cache = model(tokens, positions, mask, cache=cache, cache_index=0)
+        cache = jax.tree.map(lambda x: jnp.repeat(x, group, axis=0), cache)
     last_logits = jnp.repeat(logits[:, -1], group, axis=0)
     last_hidden = jnp.repeat(hidden[:, -1].astype(jnp.float32), group, axis=0)
     next_position = jnp.repeat(positions[:, -1] + 1, group, axis=0)
@@ -173,6 +183,7 @@ def _decode(graphdef, state, cache, first, first_logprob, first_hidden, next_pos
     model = nnx.merge(graphdef, state)
     rows, steps = first.shape[0], config.max_new_tokens
     window = stop_table.shape[1]
+    own_offset = 0 if config.share_prompt_cache else prompt_length  # the cache slot of the first new token
 
     def stopped(recent: jax.Array) -> jax.Array:
         hit = (recent[:, None, :] == stop_table[None]) | (stop_table[None] == -1)
@@ -200,7 +211,7 @@ def _decode(graphdef, state, cache, first, first_logprob, first_hidden, next_pos
         step = c["step"]
         logits, hidden, cache = model(c["last"][:, None], c["position"][:, None],
                                       jnp.ones((rows, 1), bool), cache=c["cache"],
-                                      cache_index=prompt_length + step - 1, rope=(rope_cos[step], rope_sin[step]))
+                                      cache_index=own_offset + step - 1, rope=(rope_cos[step], rope_sin[step]))
         token, logprob = _choose(logits[:, 0], uniforms[step], config)
         active = ~c["done"]
         token = jnp.where(active, token, config.pad_id).astype(jnp.int32)

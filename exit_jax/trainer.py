@@ -164,7 +164,8 @@ class Trainer:
         self.policy = Policy(model, self.tokenizer, self.mesh, max_prompt_length=config.sampling.max_prompt_length,
                              max_new_tokens=config.sampling.max_new_tokens,
                              temperature=config.sampling.temperature, top_p=config.sampling.top_p,
-                             top_k=config.sampling.top_k)
+                             top_k=config.sampling.top_k,
+                             share_prompt_cache=config.sampling.get("share_prompt_cache", True))
         self.learner = GRPOLearner(model, config.rl, mesh=self.mesh)
         # Plain GRPO keeps an (unused for replay) buffer too, so its distinct-instance count is measured the same way.
         self.buffer = TaskBuffer.from_settings(self.settings)

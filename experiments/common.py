@@ -87,8 +87,9 @@ def base_config(experiment: str, preset: str, options: dict[str, str]) -> ml_col
                                              matmul_precision="auto", seed=0))
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))  # data=-1: all remaining devices
     c.domain = ml_collections.ConfigDict({"name": experiment})
+    # share_prompt_cache: each prompt's KV cache kept once for its G samples (exit_jax.sampling.SamplingConfig).
     c.sampling = ml_collections.ConfigDict(dict(max_prompt_length=256, max_new_tokens=64, temperature=1.0,
-                                                top_p=1.0, top_k=0))
+                                                top_p=1.0, top_k=0, share_prompt_cache=True))
     c.rl = rl_config()
     c.curriculum = curriculum_config(method)
     c.curriculum.seed = c.seed

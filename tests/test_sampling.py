@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from exit_jax import sampling
 from exit_jax.models.config import ModelConfig
 from exit_jax.models.decoder import Decoder
 from exit_jax.sampling import Sampler, SamplingConfig, filter_logits
@@ -85,6 +86,30 @@ def test_one_device_and_mesh_give_same_tokens(model):
     multi = Sampler(model, mesh=mesh).sample(sharded_state, PROMPTS, config, jax.random.key(2))
     np.testing.assert_array_equal(single.tokens, multi.tokens)
     np.testing.assert_allclose(single.logprobs, multi.logprobs, atol=1e-5)
+
+
+def test_shared_prompt_cache_matches_the_per_row_copy(model):
+    """One KV cache per prompt (read by its G rows) samples what a per-row copy of it samples, and holds it once."""
+    shared, repeated = (SamplingConfig(max_new_tokens=12, num_samples=4, temperature=0.9, share_prompt_cache=flag)
+                        for flag in (True, False))
+    a = Sampler(model).sample(nnx.state(model), PROMPTS, shared, jax.random.key(7))
+    b = Sampler(model).sample(nnx.state(model), PROMPTS, repeated, jax.random.key(7))
+    np.testing.assert_array_equal(a.tokens, b.tokens)
+    np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(a.embeddings, b.embeddings, atol=1e-5, rtol=0)
+
+    graphdef, state = nnx.split(model)
+    prompts, width = len(PROMPTS), 32
+    tokens, mask = jnp.ones((prompts, width), jnp.int32), jnp.ones((prompts, width), bool)
+    ids = jnp.arange(prompts * 4, dtype=jnp.int32)
+    cache = jax.eval_shape(lambda: sampling._prefill(graphdef, state, tokens, mask, jax.random.key(0), ids,
+                                                     config=shared, cache_length=width + 12))[0]
+    kv, head_dim = CONFIG.num_kv_heads, CONFIG.hidden_size // CONFIG.num_heads
+    assert cache["prefix"]["layers"][0]["k"].shape == (prompts, kv, head_dim, width)  # once per prompt
+    assert cache["layers"][0]["k"].shape == (prompts * 4, kv, head_dim, 12)  # per row: only the new tokens
+    copied = jax.eval_shape(lambda: sampling._prefill(graphdef, state, tokens, mask, jax.random.key(0), ids,
+                                                      config=repeated, cache_length=width + 12))[0]
+    assert "prefix" not in copied and copied["layers"][0]["k"].shape == (prompts * 4, kv, head_dim, width + 12)
 
 
 def test_stop_tokens_and_multi_token_stop_sequences(model):

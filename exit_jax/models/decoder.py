@@ -14,7 +14,9 @@ Call signature, the same for training and sampling::
 
 ``hidden`` is the final-norm hidden state ``[batch, seq, embed]``: the in-model embedding the diversity bonus pools.
 With a ``cache`` (see ``init_cache``), the new keys/values are written at slots ``cache_index .. cache_index+seq`` and
-queries attend to every valid earlier slot.
+queries attend to every valid earlier slot. A cache may also carry a shared ``prefix`` (see ``with_shared_prefix``):
+the KV cache of P prompts, kept once and attended by every row of each prompt's group of ``rows / P`` (GRPO's G
+samples of one prompt) before the rows' own slots, instead of a copy of the prompt's keys and values per row.
 """
 
 from __future__ import annotations
@@ -106,8 +108,8 @@ class Attention(nnx.Module):
         return out
 
     def __call__(self, x: jax.Array, rope: tuple[jax.Array, jax.Array], key_mask: jax.Array, query_slots: jax.Array,
-                 key_slots: jax.Array, layer_cache: Cache | None, cache_index: jax.Array | None
-                 ) -> tuple[jax.Array, Cache | None]:
+                 key_slots: jax.Array, layer_cache: Cache | None, cache_index: jax.Array | None,
+                 prefix: Cache | None = None) -> tuple[jax.Array, Cache | None]:
         q = rotary(self._project(x, self.q, self.q_bias), *rope)
         k = rotary(self._project(x, self.k, self.k_bias), *rope)
         v = self._project(x, self.v, self.v_bias)
@@ -136,12 +138,45 @@ class Attention(nnx.Module):
                             preferred_element_type=jnp.float32) * (head_dim ** -0.5)
         visible = key_mask[:, None, :] & (key_slots[None, None, :] <= query_slots[None, :, None])
         scores = jnp.where(visible[:, None, None, :, :], scores, _MASK_VALUE)
-        probs = jax.nn.softmax(scores, axis=-1).astype(self.compute_dtype)
-        out = jnp.einsum("bkgts,bksh->bkgth", probs, v.astype(self.compute_dtype))
+        if prefix is None:
+            probs = jax.nn.softmax(scores, axis=-1).astype(self.compute_dtype)
+            out = jnp.einsum("bkgts,bksh->bkgth", probs, v.astype(self.compute_dtype))
+        else:
+            out = self._attend_with_prefix(q, scores, v, prefix)
         out = jnp.transpose(out, (0, 3, 1, 2, 4)).reshape(batch * seq, heads * head_dim)
         out = dense(out, self.o.get_value().reshape(heads * head_dim, -1), self.transposed_backward)
         out = out.reshape(batch, seq, -1)
         return out, layer_cache
+
+    def _attend_with_prefix(self, q: jax.Array, scores: jax.Array, v: jax.Array, prefix: Cache) -> jax.Array:
+        """Attention over a shared prefix and the rows' own slots, one softmax over both.
+
+        ``q: [B, kv, g, t, hd]``, own ``scores: [B, kv, g, t, S]`` (masked), own ``v: [B, kv, S, hd]``; ``prefix``:
+        ``k: [P, kv, hd, Sp]``, ``v: [P, kv, Sp, hd]``, ``mask: [P, Sp]``, with B = P x G rows, prompt-major. The
+        prefix dots take each prompt's G x g x t queries as the rows of one matmul, so a group reads its prompt's
+        keys and values once, not once per row.
+        """
+        batch, kv_heads, groups, seq, head_dim = q.shape
+        prompts, prefix_length = prefix["mask"].shape
+        size = batch // prompts
+
+        def by_prompt(x):  # [B, kv, g, t, n] -> [P, kv, G * g * t, n]
+            x = x.reshape(prompts, size, kv_heads, groups, seq, x.shape[-1])
+            return jnp.transpose(x, (0, 2, 1, 3, 4, 5)).reshape(prompts, kv_heads, size * groups * seq, -1)
+
+        def by_row(x):  # the inverse of by_prompt
+            x = x.reshape(prompts, kv_heads, size, groups, seq, x.shape[-1])
+            return jnp.transpose(x, (0, 2, 1, 3, 4, 5)).reshape(batch, kv_heads, groups, seq, -1)
+
+        prefix_scores = jnp.einsum("pkrh,pkhs->pkrs", by_prompt(q), prefix["k"].astype(q.dtype),
+                                   preferred_element_type=jnp.float32) * (head_dim ** -0.5)
+        prefix_scores = jnp.where(prefix["mask"][:, None, None, :], prefix_scores, _MASK_VALUE)
+        probs = jax.nn.softmax(jnp.concatenate([by_row(prefix_scores), scores], axis=-1), axis=-1
+                               ).astype(self.compute_dtype)
+        prefix_out = jnp.einsum("pkrs,pksh->pkrh", by_prompt(probs[..., :prefix_length]),
+                                prefix["v"].astype(self.compute_dtype))
+        own_out = jnp.einsum("bkgts,bksh->bkgth", probs[..., prefix_length:], v.astype(self.compute_dtype))
+        return by_row(prefix_out) + own_out
 
 
 class MLP(nnx.Module):
@@ -172,9 +207,9 @@ class DecoderLayer(nnx.Module):
         self.mlp_norm = RMSNorm(config.hidden_size, config.rms_norm_eps, config.param_dtype, rngs)
         self.mlp = MLP(config, rngs)
 
-    def __call__(self, x, rope, key_mask, query_slots, key_slots, layer_cache, cache_index):
+    def __call__(self, x, rope, key_mask, query_slots, key_slots, layer_cache, cache_index, prefix=None):
         attended, layer_cache = self.attn(self.attn_norm(x), rope, key_mask, query_slots, key_slots, layer_cache,
-                                          cache_index)
+                                          cache_index, prefix)
         x = x + attended
         x = x + self.mlp(self.mlp_norm(x))
         return constrain(x, ("batch", "seq", "act_embed")), layer_cache
@@ -205,6 +240,17 @@ class Decoder(nnx.Module):
             "mask": jnp.zeros((batch, length), bool),
         }
 
+    @staticmethod
+    def with_shared_prefix(prefix: Cache, cache: Cache) -> Cache:
+        """``cache`` (the rows' own slots, from ``init_cache``) attending first to ``prefix``, the filled cache of P
+        prompts whose continuations are the cache's rows, G = rows / P consecutive rows per prompt. Own slots then
+        hold only what follows the prompt (``cache_index`` counts from 0 after it); rotary positions come from the
+        ``positions`` passed with the tokens, as always."""
+        prompts, rows = prefix["mask"].shape[0], cache["mask"].shape[0]
+        if rows % prompts:
+            raise ValueError(f"a prefix of {prompts} prompts needs whole groups of rows; the cache has {rows}")
+        return {**cache, "prefix": {"layers": prefix["layers"], "mask": prefix["mask"]}}
+
     def rope_tables(self, positions: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``(cos, sin)`` for ``positions [batch, seq]``, each f32 ``[batch, seq, 1, head_dim]``: pass them as
         ``rope=`` to compute them once outside a loop (see ``rotary_tables``)."""
@@ -219,7 +265,8 @@ class Decoder(nnx.Module):
           tokens: int32 [batch, seq].
           positions: int32 [batch, seq] rotary positions (position of each token within its own sequence).
           attention_mask: bool [batch, seq], True for real tokens (padding may be on either side).
-          cache: optional KV cache from ``init_cache``; new keys/values go to slots ``cache_index ..``.
+          cache: optional KV cache from ``init_cache`` (or ``with_shared_prefix``); new keys/values go to slots
+            ``cache_index ..``.
           cache_index: int32 scalar slot of ``tokens[:, 0]`` in the cache.
           logits_from: static; logits only for positions ``logits_from ..`` (a train step that needs log-probs of
             the completion only skips the vocabulary projection of the prompt).
@@ -250,10 +297,12 @@ class Decoder(nnx.Module):
             key_slots = jnp.arange(cache["mask"].shape[1])
         if rope is None:
             rope = self.rope_tables(positions)
+        prefix = None if cache is None else cache.get("prefix")
         new_layers = []
         for i, layer in enumerate(self.layers):
             layer_cache = None if cache is None else cache["layers"][i]
-            x, layer_cache = layer(x, rope, key_mask, query_slots, key_slots, layer_cache, cache_index)
+            layer_prefix = None if prefix is None else {**prefix["layers"][i], "mask": prefix["mask"]}
+            x, layer_cache = layer(x, rope, key_mask, query_slots, key_slots, layer_cache, cache_index, layer_prefix)
             new_layers.append(layer_cache)
         hidden = self.final_norm(x)
         head = (self.embed.get_value().T if self.lm_head is None else self.lm_head.get_value()).astype(cd)
@@ -261,4 +310,6 @@ class Decoder(nnx.Module):
                             preferred_element_type=jnp.float32)
         logits = constrain(logits, ("batch", "seq", "vocab"))
         new_cache = None if cache is None else {"layers": new_layers, "mask": key_mask}
+        if prefix is not None:
+            new_cache["prefix"] = prefix
         return logits, hidden, new_cache
