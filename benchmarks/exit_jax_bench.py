@@ -104,11 +104,15 @@ def main() -> None:
                          f"(XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r})")
     real_stdout = sys.stdout
     phases = measure.PhasePeaks()
+    sampling = SamplingConfig(max_new_tokens=workload.NEW_TOKENS, num_samples=workload.GROUP_SIZE,
+                              temperature=workload.TEMPERATURE, prompt_bucket=workload.PROMPT_TOKENS)
     notes = [f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} cores; "
              f"f32 parameters, {args.compute_dtype} compute"
              + (f"; {args.cpu_devices} XLA CPU devices, rows data-parallel over them" if args.cpu_devices > 1 else
                 "; one XLA CPU device"),
-             "rollout: one prefill per prompt, KV cache repeated G times, jitted while-loop decode; "
+             "rollout: one prefill per prompt, "
+             + ("its KV cache kept once and read by the prompt's G rows" if sampling.share_prompt_cache
+                else "KV cache repeated G times") + ", jitted while-loop decode; "
              "stop tokens disabled so every row decodes exactly 128 tokens",
              "train step: GRPOLearner.update (one jitted step: forward, backward, AdamW) on the 64-row batch"
              + (f", gradients accumulated over passes of {micro} rows" if micro else "")]
@@ -133,8 +137,6 @@ def main() -> None:
         tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(directory / "tokenizer.json"))
         mesh = make_mesh(data=args.cpu_devices) if args.cpu_devices > 1 else None
         sampler_obj = Sampler(model, mesh=mesh, max_length=workload.PROMPT_TOKENS + workload.NEW_TOKENS)
-        sampling = SamplingConfig(max_new_tokens=workload.NEW_TOKENS, num_samples=workload.GROUP_SIZE,
-                                  temperature=workload.TEMPERATURE, prompt_bucket=workload.PROMPT_TOKENS)
         learner = make_learner(model, args.compute_dtype, micro, mesh)
         keys = iter(range(10_000))
 
