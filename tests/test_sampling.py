@@ -88,13 +88,18 @@ def test_one_device_and_mesh_give_same_tokens(model):
     np.testing.assert_allclose(single.logprobs, multi.logprobs, atol=1e-5)
 
 
-def test_shared_prompt_cache_matches_the_per_row_copy(model):
-    """One KV cache per prompt (read by its G rows) samples what a per-row copy of it samples, and holds it once."""
-    shared, repeated = (SamplingConfig(max_new_tokens=12, num_samples=4, temperature=0.9, share_prompt_cache=flag)
-                        for flag in (True, False))
+@pytest.mark.parametrize("phases", [1, 2, 8])  # 40 new tokens: own-cache windows {40}, {32, 40}, {16, 32, 40}
+def test_shared_prompt_cache_matches_the_per_row_copy(model, phases):
+    """One KV cache per prompt (read by its G rows), decoded in phases over growing windows of the new-token slots,
+    samples what a per-row copy of the whole cache samples; and it holds the prompt's cache once."""
+    common = dict(max_new_tokens=40, num_samples=4, temperature=0.9, stop_token_ids=(3,))
+    shared = SamplingConfig(**common, decode_phases=phases)
+    repeated = SamplingConfig(**common, share_prompt_cache=False)
     a = Sampler(model).sample(nnx.state(model), PROMPTS, shared, jax.random.key(7))
     b = Sampler(model).sample(nnx.state(model), PROMPTS, repeated, jax.random.key(7))
     np.testing.assert_array_equal(a.tokens, b.tokens)
+    np.testing.assert_array_equal(a.lengths, b.lengths)
+    assert 0 < a.truncated.sum() < len(a.truncated)  # rows stop in different phases, others run to the end
     np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5, rtol=0)
     np.testing.assert_allclose(a.embeddings, b.embeddings, atol=1e-5, rtol=0)
 
