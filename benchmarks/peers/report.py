@@ -202,6 +202,10 @@ PEER_NOTES = [
     "tensorstore, clu, google-metrax, sentencepiece, pyarrow, pandas, ...) but not "
     "tensorflow_datasets, datasets, grain, qwix, numba or kagglehub, which its wheel also "
     "requires; setup.sh installs the wheel's full dependency set.",
+    "exit_jax at the tiny size splits the 2 cores into 2 XLA CPU devices and runs data-parallel over them "
+    "(`CPU_DEVICES` in benchmarks/exit_jax_bench.py; `exit_jax_1dev` is the same code on one device). The peers "
+    "run their defaults: Tunix on one JAX device, TRL with torch's 2 intra-op threads. Neither was tried with a "
+    "2-way data-parallel split (Tunix could be given a 2-device mesh, TRL two processes through accelerate).",
     "Peak RSS is the whole process (weights, optimiser state, compiled programs, framework "
     "overhead); phases reset the kernel's high-water mark at the phase's start.",
 ]
