@@ -20,7 +20,9 @@ Commands and expectations:
       one pretrained model). With rl.beta = 0.1 (session 13, cbb471b): 50 minutes on a 2-core AMD EPYC; all four
       criteria pass (ExIt's area 0.790 +- 0.013 against GRPO's 0.720 +- 0.040; k = 16 0.819 against 0.746), and
       still pass over RL seeds 0-4 (+0.048 against a spread of 0.040). At beta = 0.05 and 0 (a) failed (+0.029
-      and +0.021 against ExIt's own spread); docs/results.md has the analysis.
+      and +0.021 against ExIt's own spread); docs/results.md has the analysis. Caveat (session 14): the same ladder
+      with only sampling's last bits changed (sampling.share_prompt_cache=True) failed (a) and (b), ExIt 0.751 vs
+      GRPO 0.747: the verdict is within the ladder's run-to-run spread at 3 seeds (docs/results/mle_analysis.md).
       Writes comparison.md and the results page with the verdict on issue 9's criteria.
       ``:rungs=base+grpo+exit,seeds=2`` runs part of it.
   python launch/tpu_run.py --config=experiments/mle.py:r1-distill-qwen-7b --config.model.hf_dir=DIR
