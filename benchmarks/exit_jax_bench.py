@@ -47,9 +47,9 @@ def _cpu_devices(argv: list[str]) -> int:
     return int(given) if given is not None else CPU_DEVICES.get(_flag(argv, "--size") or "tiny", 1)
 
 
-if __name__ == "__main__" and _cpu_devices(sys.argv) > 1:  # not when imported (benchmarks/profile_ops.py)
+if __name__ == "__main__" and (_requested := _cpu_devices(sys.argv)) > 1:  # not when imported (profile_ops.py)
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                               + f" --xla_force_host_platform_device_count={_cpu_devices(sys.argv)}").strip()
+                               + f" --xla_force_host_platform_device_count={_requested}").strip()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -98,8 +98,9 @@ def main() -> None:
                              "(default: CPU_DEVICES of the size)")
     args = parser.parse_args()
     micro = args.micro_batch_size or MICRO_BATCH_SIZE[args.size]
-    args.cpu_devices = _cpu_devices(sys.argv)
-    if jax.device_count() != args.cpu_devices:
+    if args.cpu_devices is None:
+        args.cpu_devices = CPU_DEVICES[args.size]
+    if jax.device_count() != args.cpu_devices:  # the flag set before jax's import took effect
         raise SystemExit(f"--cpu_devices {args.cpu_devices}: jax sees {jax.device_count()} devices "
                          f"(XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r})")
     real_stdout = sys.stdout
