@@ -287,6 +287,27 @@ def _eval_history_table(eval_results: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def _environment_section(eval_results: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What the run's environment was (the MLE sandbox's isolation in force), from the latest evaluation."""
+    environment = next((r["environment"] for r in reversed(list(eval_results)) if r.get("environment")), None)
+    if not environment or "sandbox" not in environment:
+        return []
+    sandbox = environment["sandbox"]
+    flags = ("uid_drop", "network_namespace", "pid_namespace", "private_tmp")
+    lines = ["## Sandbox", "",
+             f"Isolation in force: {'full' if sandbox.get('full_isolation') else 'WEAK'} (mode `{sandbox.get('mode')}`"
+             + (f"; missing {', '.join(sandbox['missing'])}" if sandbox.get("missing") else "") + ").", "",
+             "| " + " | ".join([*flags, "cgroups", "disk_quota", "kill"]) + " |",
+             "|" + "---|" * (len(flags) + 3),
+             "| " + " | ".join([*("yes" if sandbox.get(f) else "no" for f in flags),
+                                 (f"v{sandbox.get('cgroup_version')}: " + "+".join(sandbox.get("cgroups", [])))
+                                 if sandbox.get("cgroups") else "none",
+                                 str(sandbox.get("disk_quota")), str(sandbox.get("kill"))]) + " |", ""]
+    if sandbox.get("cgroup_note"):
+        lines += [f"cgroups: {sandbox['cgroup_note']}", ""]
+    return lines
+
+
 def write_report(workdir: str | os.PathLike, config_dict: Mapping[str, Any], history: Sequence[Mapping[str, Any]],
                  eval_results: Sequence[Mapping[str, Any]], buffer_snapshot: Mapping[str, Any] | None) -> Path:
     """Writes ``<workdir>/report.md`` and its plots in ``<workdir>/plots/``; returns the report's path.
@@ -320,6 +341,7 @@ def write_report(workdir: str | os.PathLike, config_dict: Mapping[str, Any], his
             lines += ["### Evaluations over training", "", _eval_history_table(evaluations), ""]
     else:
         lines += ["No evaluation results yet.", ""]
+    lines += _environment_section(eval_results)
     lines += ["## Training", "", _training_summary(history), ""]
     if plot_training_curves(history, plots / "training_curves.png") is not None:
         lines += ["![training curves](plots/training_curves.png)", ""]

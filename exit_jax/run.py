@@ -43,6 +43,24 @@ def _eval_scalars(result: dict[str, Any]) -> dict[str, float]:
 CACHE_MAX_BYTES = 4 << 30  # the compilation cache's bound; least recently used entries go first
 
 
+def environment_scalars(environment: dict[str, Any], prefix: str = "environment") -> dict[str, float]:
+    """The run's environment record (e.g. {"sandbox": isolation}) as metrics: numbers and flags as they are, each
+    listed name as a flag (``environment/sandbox/cgroups/memory``: 1), a one-word string as ``<key>/<value>``: 1
+    (``environment/sandbox/mode/isolated``); sentences are left to the evaluation JSON and the report."""
+    scalars: dict[str, float] = {}
+    for key, value in environment.items():
+        name = f"{prefix}/{key}"
+        if isinstance(value, dict):
+            scalars.update(environment_scalars(value, name))
+        elif isinstance(value, bool | int | float):
+            scalars[name] = float(value)
+        elif isinstance(value, list | tuple):
+            scalars.update({f"{name}/{item}": 1.0 for item in value if isinstance(item, str)})
+        elif isinstance(value, str) and value and len(value) <= 40 and not any(c.isspace() for c in value):
+            scalars[f"{name}/{value}"] = 1.0
+    return scalars
+
+
 def enable_compilation_cache(setting: str) -> str | None:
     """Point JAX's persistent compilation cache at ``setting`` and return the directory in use (None: off).
 
@@ -90,6 +108,8 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str | Path, progr
     final_evaluated = False
     if not trainer.warm_started:
         trainer.warm_start(log)
+        if trainer.environment:
+            log(trainer.iteration, environment_scalars(trainer.environment))
         if train.eval_every or train.num_iterations == 0:
             log(trainer.iteration, _eval_scalars(trainer.evaluate()))
             final_evaluated = train.num_iterations == 0  # the base policy's run: this is its final evaluation

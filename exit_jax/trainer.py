@@ -156,6 +156,10 @@ class Trainer:
         self.settings = settings_from_config(config.curriculum)
         self.mesh = mesh_from_config(config.mesh)
         self.domain = make_domain(config.domain.name, {k: v for k, v in config.domain.items() if k != "name"})
+        # Before anything else runs: the domain's environment works (the MLE sandbox runs a known-good solution)
+        # and what it is (the sandbox's isolation) is recorded with the run's metrics, evaluations and report.
+        check = getattr(self.domain, "check_environment", None)
+        self.environment: dict[str, Any] = check() if check is not None else {}
         self.train_ids = list(self.domain.task_ids("train"))
         _check_replay_can_start(self.settings, len(self.train_ids), config.domain.name)
         self.checkpointer = RunCheckpointer(self.workdir, run_identity(config), keep=config.train.keep_checkpoints)
@@ -415,6 +419,8 @@ class Trainer:
         policy_fn = self.policy.policy_fn(self.learner.policy_state(), key, greedy=ev.greedy)
         result = evaluate(self.domain, policy_fn, ids, ev.K, num_samples or ev.num_samples, step=self.iteration,
                           split=split, binary=bool(ev.binary))
+        if self.environment:
+            result["environment"] = self.environment
         if jax.process_index() != 0:
             return result
         out = Path(out) if out is not None else self.workdir / "eval" / f"step_{self.iteration:06d}.json"

@@ -64,6 +64,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c = base_config("mle", preset, options)
     c.domain = ml_collections.ConfigDict(dict(
         name="mle", solution_format="compact", workers=2, feedback_chars=2000,
+        # Untrusted code runs only under full isolation unless the user accepts less; three batches in a row that
+        # all fail the same way are an environment failure (a policy's own bugs are not that uniform).
+        allow_weak_sandbox=False, max_failed_batches=3,
         # A spec gets 10 s of CPU time; the wall clock (30 s) is only a safety net. With a 10 s wall-clock cap, a
         # borderline spec timed out under one machine load and passed under another, so two runs of one seed
         # diverged (docs/results/mle_analysis.md); CPU time does not depend on what else the machine runs.

@@ -35,7 +35,8 @@ def _mle_config(values: dict[str, Any]):
     from exit_jax.domains.mle.domain import MLEConfig
     from exit_jax.domains.mle.sandbox import SandboxLimits
 
-    known = {"solution_format", "workers", "extra_competitions", "feedback_chars", "limits"}
+    known = {"solution_format", "workers", "extra_competitions", "feedback_chars", "limits", "allow_weak_sandbox",
+             "max_failed_batches"}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"mle config: unknown field(s) {unknown}; known: {sorted(known)}")

@@ -14,8 +14,10 @@ import stat
 import sys
 from typing import Any
 
+from exit_jax.domains.mle.cgroups import write_file
+
 CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x20000000, 0x40000000
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_MOVE = 1, 2, 4, 32, 4096, 8192
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND = 1, 2, 4, 32, 4096
 MS_REC, MS_PRIVATE = 16384, 1 << 18
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
 SETUP_FAILED, LEFT_PROCESSES = 97, 96
@@ -51,49 +53,103 @@ def _blocked_parent(path: str) -> tuple[str, str] | None:
     return None
 
 
-def _python_paths(site_packages: list[str]) -> set[str]:
-    """The Python installation's directories that exist: prefixes, site-packages, the interpreter's directory and
-    the sys.path entries inside them. (A virtual environment can list site-packages directories that were never
-    created; stat-ing their parents failed every solution's setup on such a machine.)"""
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, *site_packages}
-    # Only the installation: sys.path entries outside it (e.g. the project via PYTHONPATH) stay hidden.
-    needed = roots | {os.path.dirname(os.path.realpath(sys.executable))} | {
-        p for p in sys.path if p and any(p.startswith(r) for r in roots)}
-    return {p for p in needed if os.path.isdir(p)}
+def _is_within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
 
 
-def _expose_python() -> None:
-    """Make the Python installation readable to the unprivileged uid when it lives under a private directory.
+def _pth_entries(site_dirs: list[str]) -> set[str]:
+    """Directories that ``.pth`` files in the site directories add to ``sys.path`` (their ``import`` lines aside)."""
+    found = set()
+    for site_dir in site_dirs:
+        try:
+            names = sorted(n for n in os.listdir(site_dir) if n.endswith(".pth"))
+        except OSError:
+            continue
+        for name in names:
+            try:
+                with open(os.path.join(site_dir, name), encoding="utf-8", errors="replace") as handle:
+                    lines = handle.read().splitlines()
+            except OSError:
+                continue
+            for line in lines:
+                line = line.strip()
+                if line and not line.startswith(("#", "import ", "import\t")):
+                    found.add(os.path.normpath(os.path.join(site_dir, line)))
+    return found
 
-    With Python under e.g. ``/root/.pyenv`` (``/root`` is mode 700) the solution's lazy imports would fail. Inside
-    the job's private mount namespace the private directory is replaced by an empty tmpfs into which only the
-    Python installation is bind-mounted back, read-only: everything else there (``~/.cache`` with the private
-    answers included) stays invisible. Needs the private ``/tmp`` for staging.
+
+def _python_paths(site_dirs: list[str], protected: tuple[str, ...] = ()) -> set[str]:
+    """The directories of the interpreter the caller runs, as a solution needs them: the prefixes (a venv's and its
+    base interpreter's), the site-packages directories (user site-packages included), the interpreter's directory,
+    the ``sys.path`` entries inside those and the directories ``.pth`` files add.
+
+    Hidden: ``sys.path`` entries that come from elsewhere (the caller's working directory, ``PYTHONPATH``: the
+    project's checkout), any directory that would expose a ``protected`` path (one that is or contains it: the
+    checkout, the answers' cache, ``$HOME``), and directories that do not exist (a virtual environment can list
+    site-packages directories that were never created; stat-ing their parents failed every solution's setup).
     """
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *site_dirs}
+    needed = roots | {os.path.dirname(sys.executable), os.path.dirname(os.path.realpath(sys.executable))} | {
+        p for p in sys.path if p and any(_is_within(p, r) for r in roots)} | _pth_entries(site_dirs)
+    guarded = [os.path.realpath(p) for p in protected if p]
+    return {p for p in needed
+            if os.path.isdir(p) and not any(_is_within(g, os.path.realpath(p)) for g in guarded)}
+
+
+def interpreter_paths(protected: tuple[str, ...] = ()) -> list[str]:
+    """``_python_paths`` of this interpreter's site directories (user site-packages included where enabled)."""
     import site
 
-    needed = _python_paths(site.getsitepackages())
+    site_dirs = list(site.getsitepackages())
+    user_site = site.getusersitepackages() if site.ENABLE_USER_SITE else None
+    if user_site and os.path.isdir(user_site):
+        site_dirs.append(user_site)
+    return sorted(_python_paths(site_dirs, protected))
+
+
+def _outermost(paths: list[str]) -> list[str]:
+    """The paths not inside another one of them."""
+    kept: list[str] = []
+    for path in sorted(set(paths), key=len):
+        if not any(_is_within(path, k) for k in kept):
+            kept.append(path)
+    return kept
+
+
+def _private_mount(private: str, keep: list[str], writable: list[str] = (), options: str = "size=16m,mode=1777"
+                   ) -> None:
+    """Cover ``private`` with a fresh tmpfs, bind-mounting back only the ``keep`` paths under it (read-only) and the
+    ``writable`` ones (the slot's working directory, if it lives there).
+
+    Each kept directory is opened (``O_PATH``) before the tmpfs hides it and bound back from that descriptor into
+    parents recreated traversable (mode 755): a Python installation under ``/tmp/pytest-of-root`` (mode 700) or
+    ``/root`` is reachable while nothing else there is visible.
+    """
+    inside = [p for p in _outermost([*keep, *writable]) if _is_within(p, private) and p != private]
+    handles = [(path, os.open(path, os.O_PATH | os.O_DIRECTORY)) for path in inside]
+    mount("tmpfs", private, "tmpfs", MS_NOSUID | MS_NODEV, options)
+    for path, handle in handles:
+        os.makedirs(path, mode=0o755, exist_ok=True)
+        mount(f"/proc/self/fd/{handle}", path, None, MS_BIND | MS_REC, None)
+        if path not in writable:
+            mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_REC, None)
+        os.close(handle)
+
+
+def _expose_python(needed: list[str]) -> None:
+    """Make the interpreter's directories readable to the unprivileged uid where a parent others cannot traverse
+    stands on the way (``/root/.pyenv``: ``/root`` is mode 700).
+
+    Inside the job's private mount namespace that parent is covered by an empty tmpfs into which only the needed
+    directories are bind-mounted back, read-only: everything else there (``~/.cache`` with the private answers
+    included) stays invisible.
+    """
     for _ in range(8):
-        blocked: dict[str, set[str]] = {}
-        for path in needed:
-            found = _blocked_parent(path)
-            if found:
-                blocked.setdefault(found[0], set()).add(found[1])
+        blocked = sorted({found[0] for found in map(_blocked_parent, needed) if found})
         if not blocked:
             return
-        for index, (parent, children) in enumerate(sorted(blocked.items())):
-            staged = []
-            for number, child in enumerate(sorted(children)):
-                stage = f"/tmp/.expose{index}_{number}"
-                os.mkdir(stage)
-                mount(child, stage, None, MS_BIND | MS_REC, None)
-                staged.append((stage, child))
-            mount("tmpfs", parent, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
-            for stage, child in staged:
-                os.mkdir(child)
-                mount(stage, child, None, MS_MOVE, None)
-                mount(None, child, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_REC, None)
-                os.rmdir(stage)
+        for parent in _outermost(blocked):
+            _private_mount(parent, needed, options="size=1m,mode=0755")
 
 
 def _limit(resource_name: str, value: int, hard: int | None = None) -> None:
@@ -129,9 +185,9 @@ def run_confined(slot: Any, job: dict, out_w: int, err_w: int) -> None:
             mount(None, "/", None, MS_REC | MS_PRIVATE, None)
             mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV, None)
             for private in ("/tmp", "/var/tmp", "/dev/shm"):
-                if os.path.isdir(private) and not slot.work_dir.startswith(private.rstrip("/") + "/"):
-                    mount("tmpfs", private, "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=1777")
-            _expose_python()
+                if os.path.isdir(private):
+                    _private_mount(private, slot.python_paths, [slot.work_dir])
+            _expose_python(slot.python_paths)
         # CPU time: SIGXCPU at cpu_s ends the run with exit code 152, reported as cpu_limit. The handler is needed
         # because the solution runs as init of its PID namespace, where a signal's default action does not apply;
         # the hard limit 2 s later (SIGKILL) covers code that never returns to the interpreter or replaces it.
@@ -197,59 +253,3 @@ def _stray_processes() -> list[int]:
             except (OSError, IndexError):
                 pass
     return stray
-
-
-def make_cgroups(slot: int) -> dict[str, str]:
-    """Per-slot cgroup-v1 ``memory`` and ``pids`` groups nested under the zygote's own (so outer limits still hold).
-
-    The job's whole process tree is charged together: rlimits are per process, so without this 64 processes of 4 GB
-    each could exhaust the host. Returns {controller: directory}; empty where cgroups are not writable.
-    """
-    groups = {}
-    try:
-        with open("/proc/self/cgroup") as handle:
-            lines = handle.read().splitlines()
-    except OSError:
-        return groups
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        for controller in ("memory", "pids"):
-            if controller in controllers.split(","):
-                directory = f"/sys/fs/cgroup/{controller}{path.rstrip('/')}/exit_jax_{os.getpid()}_slot{slot}"
-                try:
-                    os.makedirs(directory, exist_ok=True)
-                    groups[controller] = directory
-                except OSError:
-                    pass
-    return groups
-
-
-def join_cgroups(groups: dict[str, str]) -> dict[str, str]:
-    """Moves this process (the zygote) into its slot's cgroups, once; a controller it cannot join is dropped.
-
-    The jobs it forks then start inside the groups: moving each job in instead (a write to ``cgroup.procs`` per
-    job) waits for an RCU grace period in the kernel, 7-18 ms per job measured here. Pages the zygote touched
-    before the move stay charged where they were (cgroup v1 does not move charges), so a job's memory limit
-    counts what the job and its copy-on-write faults allocate. The zygote's own exemption from the group's OOM
-    kills is the job's ``oom_score_adj`` of 1000 (``run_confined``; lowering the zygote's needs a capability a
-    container may lack): every job process outranks it.
-    """
-    joined = {}
-    for controller, directory in groups.items():
-        if write_file(os.path.join(directory, "cgroup.procs"), str(os.getpid())):
-            joined[controller] = directory
-        else:
-            try:
-                os.rmdir(directory)
-            except OSError:
-                pass
-    return joined
-
-
-def write_file(path: str, value: str) -> bool:
-    try:
-        with open(path, "w") as handle:
-            handle.write(value)
-        return True
-    except OSError:
-        return False

@@ -18,11 +18,40 @@ from pathlib import Path
 
 from exit_jax.domains.mle import builtin, prompts, spec
 from exit_jax.domains.mle.competition import Competition, load_competition
-from exit_jax.domains.mle.grading import Evaluator, SolutionResult
-from exit_jax.domains.mle.sandbox import Sandbox, SandboxLimits
+from exit_jax.domains.mle.grading import Evaluator, SolutionResult, failure_signature
+from exit_jax.domains.mle.sandbox import Sandbox, SandboxError, SandboxLimits
 from exit_jax.types import Episode, Grade, Instance, Message, PolicyFn, improvement_reward, single_turn_rollout
 
 FORMATS = ("python", "compact")
+
+# The start-up check's known-good solution: it imports what solutions commonly use, submodules the sandbox's fork
+# server does not pre-import among them (so a sandbox that hides part of the interpreter fails here), fits a model
+# and writes the sample submission back (valid for every competition).
+REFERENCE_SOLUTION = """
+import os
+import numpy as np
+import pandas as pd
+import scipy.optimize
+import scipy.sparse
+import sklearn.decomposition
+import sklearn.feature_extraction.text
+import sklearn.tree
+public = os.environ["PUBLIC_RESOURCE_PATH"]
+rng = np.random.default_rng(0)
+x = rng.normal(size=(64, 3))
+sklearn.tree.DecisionTreeRegressor(max_depth=2).fit(x, x[:, 0]).predict(x)
+sklearn.decomposition.PCA(2).fit(x)
+pd.read_csv(os.path.join(public, "sample_submission.csv")).to_csv("submission.csv", index=False)
+print("validation_score: 0")
+"""
+
+
+def weak_isolation(isolation: dict) -> list[str]:
+    """The parts of full isolation a sandbox's ``isolation`` report lacks (empty when fully isolated)."""
+    missing = [name for name in ("uid_drop", "network_namespace", "pid_namespace", "private_tmp")
+               if not isolation.get(name)]
+    missing += [f"{c}_cgroup" for c in ("memory", "pids") if c not in isolation.get("cgroups", [])]
+    return missing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +64,10 @@ class MLEConfig:
       workers: sandbox pool size (None: the number of cores).
       extra_competitions: directories of prepared competitions (``competition.json`` layout) added to the set.
       feedback_chars: how much of a run's output the next prompt shows.
+      allow_weak_sandbox: run even when the sandbox falls short of full isolation (uid drop, network, PID and
+        mount namespaces, memory and pids cgroups); without it such a run refuses to start.
+      max_failed_batches: stop after this many consecutive graded batches in which every solution failed the same
+        way (one exception type and message: an environment failure, not the policy's); 0 never stops.
     """
 
     solution_format: str = "python"
@@ -42,10 +75,14 @@ class MLEConfig:
     workers: int | None = None
     extra_competitions: tuple[str, ...] = ()
     feedback_chars: int = 2000
+    allow_weak_sandbox: bool = False
+    max_failed_batches: int = 3
 
     def __post_init__(self) -> None:
         if self.solution_format not in FORMATS:
             raise ValueError(f"MLEConfig.solution_format must be one of {FORMATS}, got {self.solution_format!r}")
+        if self.max_failed_batches < 0:
+            raise ValueError(f"domain.max_failed_batches = {self.max_failed_batches}: must be >= 0 (0: never stop)")
 
 
 def edited_spec(mode: str, previous: str | None) -> dict[str, object] | None:
@@ -107,7 +144,39 @@ class MLEDomain:
         self._evaluator: Evaluator | None = None
         self._background: ThreadPoolExecutor | None = None
         self._extra = {c.name: c for c in (load_competition(Path(p)) for p in self.config.extra_competitions)}
+        self._failed_batches: list[str] = []  # the common failure of each consecutive all-failed batch
 
+    def check_environment(self) -> dict:
+        """Before a run trains or evaluates: the sandbox's isolation is what this platform allows and a known-good
+        solution runs valid through it. Returns what is recorded with the run ({"sandbox": isolation}).
+
+        Raises:
+          SandboxError: weaker isolation than full without ``allow_weak_sandbox``, or the reference solution
+            failed (its error and trace in the message).
+        """
+        import sys
+
+        isolation = dict(self.evaluator.sandbox.isolation)
+        missing = weak_isolation(isolation)
+        if missing and not self.config.allow_weak_sandbox:
+            why = [isolation.get("mode", "")] + ([isolation["cgroup_note"]] if "cgroup_note" in isolation else [])
+            raise SandboxError(
+                f"the MLE sandbox here lacks {', '.join(missing)} ({'; '.join(w for w in why if w)}). Solutions "
+                "would run with weaker isolation than training on untrusted code needs: run as root on a host with "
+                "namespaces and writable memory/pids cgroups, or pass --config.domain.allow_weak_sandbox=True to "
+                "accept it (recorded in metrics.jsonl, report.md and every evaluation).")
+        if missing:
+            print(f"WARNING: the MLE sandbox runs without {', '.join(missing)} (domain.allow_weak_sandbox=True)",
+                  file=sys.stderr)
+        task_ids = self.task_ids("train") or self.task_ids("heldout")
+        competition = self.competition(task_ids[0])
+        result = self.evaluator.evaluate(competition, REFERENCE_SOLUTION)
+        if not result.valid:
+            raise SandboxError(
+                f"the MLE sandbox cannot run a known-good solution on {competition.name} with {sys.executable} "
+                f"({result.error}): every solution would fail the same way. Its output:\n"
+                f"{result.feedback.strip()[-1500:]}")
+        return {"sandbox": {**isolation, "full_isolation": not missing, "missing": missing}}
     @property
     def evaluator(self) -> Evaluator:
         if self._evaluator is None:
@@ -168,7 +237,30 @@ class MLEDomain:
         results = self.evaluator.evaluate_many([competitions[i] for i in runnable], codes)
         for index, result in zip(runnable, results, strict=True):
             grades[index] = self._to_grade(instances[index], result)
+        self._watch_common_failure(results)
         return grades
+
+    def _watch_common_failure(self, results: Sequence[SolutionResult]) -> None:
+        """Report a batch whose solutions all failed the same way; stop after ``max_failed_batches`` in a row."""
+        import sys
+
+        signatures = {failure_signature(result) for result in results}
+        if len(results) < 2 or len(signatures) != 1 or None in signatures:
+            self._failed_batches = []
+            return
+        common = signatures.pop()
+        if self._failed_batches and self._failed_batches[-1] != common:
+            self._failed_batches = []
+        self._failed_batches.append(common)
+        limit = self.config.max_failed_batches
+        print(f"WARNING: all {len(results)} solutions of this batch failed with {common!r} "
+              f"({len(self._failed_batches)} such batch(es) in a row"
+              + (f"; the run stops at {limit})" if limit else ")"), file=sys.stderr)
+        if limit and len(self._failed_batches) >= limit:
+            raise SandboxError(
+                f"every solution of {limit} consecutive batches failed with {common!r}: an environment failure "
+                f"rather than the policy's (last trace below). Fix the environment, or raise "
+                f"domain.max_failed_batches (0: never stop).\n{results[-1].feedback.strip()[-1500:]}")
 
     def submit_grade(self, instances: Sequence[Instance], responses: Sequence[str]) -> Future:
         """Start grading in the background; the trainer collects ``future.result()`` when it needs the rewards."""

@@ -134,6 +134,25 @@ def _failure_reason(run: ExecutionResult) -> str | None:
     return "crash"
 
 
+_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning))(?::\s?(.*))?$")
+
+
+def failure_signature(result: SolutionResult) -> str | None:
+    """How an invalid run failed, for spotting a batch that failed all the same way: the exception of a crash
+    (``ModuleNotFoundError: No module named 'x'``) or ``sandbox_error: ...``; None for valid runs and for other
+    reasons (timeouts, malformed submissions: the solutions' own doing, not an environment's)."""
+    if result.valid or result.error not in ("crash", "sandbox_error"):
+        return None
+    lines = [line.strip() for line in result.feedback.splitlines() if line.strip()]
+    if result.error == "sandbox_error":
+        return "sandbox_error: " + (lines[-1] if lines else "")
+    for line in reversed(lines):
+        match = _EXCEPTION_LINE.match(line)
+        if match:
+            return match.group(1) + (f": {match.group(2)}" if match.group(2) else "")
+    return None
+
+
 def _feedback(run: ExecutionResult, reason: str | None, limit: int = 4000) -> str:
     parts = [run.stdout.strip()[-limit:]]
     if reason is not None:

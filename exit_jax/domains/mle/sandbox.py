@@ -63,6 +63,10 @@ class ExecutionResult:
     memory_limit_hit: bool = False
 
 
+class SandboxError(RuntimeError):
+    """The sandbox itself cannot run solutions here (a worker cannot start, or a known-good solution fails)."""
+
+
 def _claim_uid(start: int) -> tuple[int, Any]:
     """The first uid >= start not claimed by another live Sandbox (an flock held for the sandbox's lifetime)."""
     import fcntl
@@ -79,13 +83,27 @@ def _claim_uid(start: int) -> tuple[int, Any]:
     raise RuntimeError(f"no free sandbox uid in [{start}, {start + 4096})")
 
 
+def _protected_paths() -> list[str]:
+    """Paths no job may see through the interpreter's exposed directories (see ``confine._python_paths``): the
+    project's checkout (unless the package is installed in a site-packages directory), the answers' cache, $HOME."""
+    from exit_jax.filelock import cache_home
+
+    package_root = Path(__file__).resolve().parents[3]
+    paths = [str(cache_home()), os.path.expanduser("~")]
+    if package_root.name not in ("site-packages", "dist-packages"):
+        paths.append(str(package_root))
+    return paths
+
+
 class _Worker:
     def __init__(self, slot: int, uid_base: int, work_root: Path, disk_mb: int, isolate: bool = True):
         uid, self._uid_lock = _claim_uid(uid_base + slot)
         self.slot, self.uid, self.disk_mb, self.isolate = slot, uid, disk_mb, isolate
         self.work_dir = work_root / f"slot{slot}"
+        self.log_path = work_root / f"zygote{slot}.log"
         self.process: subprocess.Popen | None = None
         self.isolation: dict[str, Any] = {}
+        self._lifeline: int | None = None
 
     def start(self) -> None:
         # A minimal environment: a forked solution can read its inherited environment block through
@@ -94,12 +112,20 @@ class _Worker:
         python_path = os.environ.get("PYTHONPATH")
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
                "PYTHONPATH": package_root + (os.pathsep + python_path if python_path else "")}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "exit_jax.domains.mle.zygote", "--slot", str(self.slot), "--uid",
-             str(self.uid), "--work-dir", str(self.work_dir), "--disk-mb", str(self.disk_mb),
-             *([] if self.isolate else ["--no-isolation"])],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-            start_new_session=True)
+        # The lifeline: this process holds the write end (never written, not inherited by other children); when it
+        # dies by any signal the zygote reads end of file, kills its job and leaves.
+        lifeline_read, self._lifeline = os.pipe()
+        protect = [arg for path in _protected_paths() for arg in ("--protect", path)]
+        try:
+            with open(self.log_path, "w") as log:
+                self.process = subprocess.Popen(
+                    [sys.executable, "-m", "exit_jax.domains.mle.zygote", "--slot", str(self.slot), "--uid",
+                     str(self.uid), "--work-dir", str(self.work_dir), "--disk-mb", str(self.disk_mb),
+                     "--lifeline", str(lifeline_read), *protect, *([] if self.isolate else ["--no-isolation"])],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env,
+                    start_new_session=True, pass_fds=(lifeline_read,))
+        finally:
+            os.close(lifeline_read)
         self.isolation = {}
 
     def ready(self) -> None:
@@ -110,7 +136,12 @@ class _Worker:
             hello = self.process.stdout.readline()
             if not hello:
                 self.stop()
-                raise RuntimeError(f"sandbox worker {self.slot} failed to start")
+                try:
+                    log = self.log_path.read_text(errors="replace").strip()[-2000:]
+                except OSError:
+                    log = ""
+                raise SandboxError(f"sandbox worker {self.slot} ({sys.executable}) failed to start"
+                                   + (f":\n{log}" if log else ""))
             self.isolation = json.loads(hello)["isolation"]
 
     def run(self, job: dict[str, Any]) -> dict[str, Any]:
@@ -138,6 +169,9 @@ class _Worker:
                 self.process.wait()
             self.process = None
             self.isolation = {}
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
 
 
 class Sandbox:

@@ -33,6 +33,7 @@ import stat
 import sys
 import time
 
+from exit_jax.domains.mle.cgroups import SlotCgroups, open_slot_cgroups
 from exit_jax.domains.mle.confine import (
     CLONE_NEWNET,
     CLONE_NEWNS,
@@ -42,14 +43,12 @@ from exit_jax.domains.mle.confine import (
     MS_PRIVATE,
     MS_REC,
     PR_SET_CHILD_SUBREAPER,
-    join_cgroups,
+    interpreter_paths,
     libc,
-    make_cgroups,
     mount,
     run_confined,
     setns,
     unshare,
-    write_file,
 )
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
@@ -118,9 +117,14 @@ def _probe_namespaces() -> int:
 class Slot:
     """One worker slot: its uid, working directory and what isolation is available."""
 
-    def __init__(self, slot: int, uid: int, work_dir: str, disk_mb: int, isolate: bool = True):
+    def __init__(self, slot: int, uid: int, work_dir: str, disk_mb: int, isolate: bool = True,
+                 protected: tuple[str, ...] = (), lifeline: int = -1):
         self.uid = uid
         self.work_dir = work_dir
+        # What a job may see of the interpreter (read-only, wherever it lives; see confine._python_paths).
+        self.python_paths = interpreter_paths(protected)
+        # Readable (end of file) once the sandbox's owner is gone: the zygote then kills its job and leaves.
+        self.lifeline = lifeline
         self.root = os.geteuid() == 0 and isolate
         self.namespaces = _probe_namespaces() if self.root else 0
         self.tmpfs = False
@@ -138,10 +142,13 @@ class Slot:
         # With PID namespaces every job is forked into a fresh one (``fork_job``); this fd brings later children
         # (the uid sweep's helper) back into the zygote's own.
         self._own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY) if self.namespaces else -1
-        self.cgroups = join_cgroups(make_cgroups(slot)) if self.root else {}
-        self._oom_kills = 0
+        if self.root:
+            groups, note = open_slot_cgroups(slot)
+        else:
+            groups, note = None, "not root"
+        self.cgroups = groups or SlotCgroups(0, {}, {})
         self.isolation = {
-            "cgroups": sorted(self.cgroups),
+            "cgroups": sorted(self.cgroups.directories), "cgroup_version": self.cgroups.version or None,
             "uid_drop": self.root, "network_namespace": bool(self.namespaces & CLONE_NEWNET),
             "pid_namespace": bool(self.namespaces & CLONE_NEWPID),
             "private_tmp": bool(self.namespaces & CLONE_NEWNS),
@@ -151,6 +158,8 @@ class Slot:
                 "fallback: not root or no namespaces; no uid drop, network or private /tmp; private answers are "
                 "not copied into the working directory but are readable by path"),
         }
+        if note:
+            self.isolation["cgroup_note"] = note
 
     def fork_job(self) -> int:
         """``os.fork()`` for a job: with namespaces the child is init of a new PID namespace, already in the slot's
@@ -165,48 +174,15 @@ class Slot:
                 os.unlink(entry.path)
 
     def set_cgroup_limits(self, limits: dict) -> None:
-        if "memory" in self.cgroups:
-            group, value = self.cgroups["memory"], str(int(limits["memory_mb"]) << 20)
-            ram = os.path.join(group, "memory.limit_in_bytes")
-            ram_swap = os.path.join(group, "memory.memsw.limit_in_bytes")
-            # RAM + swap must stay >= RAM: lower RAM first when shrinking, raise RAM + swap first when growing.
-            if write_file(ram, value):
-                write_file(ram_swap, value)
-            else:
-                write_file(ram_swap, value)
-                write_file(ram, value)
-            write_file(os.path.join(group, "memory.failcnt"), "0")
-            self._oom_kills = self._oom_kill_count()
-        if "pids" in self.cgroups:  # + 1: the zygote itself is in the group
-            write_file(os.path.join(self.cgroups["pids"], "pids.max"), str(int(limits["nproc"]) + 1))
-
-    def _oom_kill_count(self) -> int:
-        """The cumulative ``oom_kill`` counter of the slot's memory cgroup (0 where absent)."""
-        try:
-            with open(os.path.join(self.cgroups["memory"], "memory.oom_control")) as handle:
-                fields = dict(line.split() for line in handle if len(line.split()) == 2)
-            return int(fields.get("oom_kill", 0))
-        except (OSError, ValueError, KeyError):
-            return 0
+        # pids: + 1 for the zygote itself, which is in the group.
+        self.cgroups.set_limits(int(limits["memory_mb"]) << 20, int(limits["nproc"]) + 1)
 
     def memory_limit_hit(self) -> bool:
         """Whether the job's tree hit the cgroup memory limit (an OOM kill or a failed charge since the job began)."""
-        if "memory" not in self.cgroups:
-            return False
-        try:
-            with open(os.path.join(self.cgroups["memory"], "memory.failcnt")) as handle:
-                failed = int(handle.read().strip() or 0) > 0
-        except (OSError, ValueError):
-            failed = False
-        return failed or self._oom_kill_count() > self._oom_kills
+        return self.cgroups.memory_limit_hit()
 
     def remove_cgroups(self) -> None:
-        for directory in self.cgroups.values():
-            write_file(os.path.join(os.path.dirname(directory), "cgroup.procs"), str(os.getpid()))  # leave it
-            try:
-                os.rmdir(directory)
-            except OSError:
-                pass
+        self.cgroups.remove()
 
     def processes(self) -> list[int]:
         """Host pids owned by the slot's uid.
@@ -214,13 +190,9 @@ class Slot:
         Every process of a job is born in the slot's pids cgroup and cannot leave it (its uid may not write any
         ``cgroup.procs``), so when the group's task count is the zygote's own there is none, and the /proc scan is
         skipped."""
-        if "pids" in self.cgroups:
-            try:
-                with open(os.path.join(self.cgroups["pids"], "pids.current")) as handle:
-                    if int(handle.read()) <= len(os.listdir("/proc/self/task")):
-                        return []
-            except (OSError, ValueError):
-                pass
+        tasks = self.cgroups.pids_current()
+        if tasks is not None and tasks <= len(os.listdir("/proc/self/task")):
+            return []
         pids = []
         for name in os.listdir("/proc"):
             if name.isdigit():
@@ -365,6 +337,10 @@ def _copy_submission(slot: Slot, dest: str, max_bytes: int) -> str | None:
     return None
 
 
+class OwnerGone(Exception):
+    """The process that owns the sandbox died (its end of the lifeline pipe closed): nothing is left to serve."""
+
+
 def run_job(slot: Slot, job: dict) -> dict:
     limits = job["limits"]
     slot.kill_all(None)
@@ -435,7 +411,14 @@ def _supervise(slot: Slot, job: dict, pid: int, exited: int | None, out_r: int, 
         if status is None and exited is None:
             wait = min(wait, 0.05)
         watched = open_fds + ([exited] if status is None and exited is not None else [])
+        watched += [slot.lifeline] if slot.lifeline >= 0 else []
         ready, _, _ = select.select(watched, [], [], min(max(wait, 0.0), 1.0))
+        if slot.lifeline in ready:
+            if status is None:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            slot.kill_all(pid)
+            raise OwnerGone
         for fd in ready:
             if fd == exited:
                 continue  # the next pass's waitpid collects the exit status
@@ -467,6 +450,10 @@ def main() -> None:
     parser.add_argument("--work-dir", required=True)
     parser.add_argument("--disk-mb", type=int, default=1024)
     parser.add_argument("--no-isolation", action="store_true", help="the non-root fallback, even as root")
+    parser.add_argument("--protect", action="append", default=[],
+                        help="a path no job may see, nor any directory containing it (repeatable)")
+    parser.add_argument("--lifeline", type=int, default=-1,
+                        help="read end of a pipe the owner never writes: its end of file means the owner died")
     args = parser.parse_args()
     # The protocol uses private copies of stdin/stdout; stray prints from imports go to stderr.
     channel_in = os.fdopen(os.dup(0), "r")
@@ -480,23 +467,29 @@ def main() -> None:
         importlib.import_module(module)
     _collapse_into_huge_pages()  # after the imports: what every job's fork copies and every exit unmaps
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
-    slot = Slot(args.slot, args.uid, args.work_dir, args.disk_mb, isolate=not args.no_isolation)
-    channel_out.write(json.dumps({"ready": True, "isolation": slot.isolation}) + "\n")
-    channel_out.flush()
-    for line in channel_in:
-        job = json.loads(line)
-        try:
-            result = run_job(slot, job)
-        except Exception as err:  # noqa: BLE001 - keep serving; the job is reported as a sandbox error
-            slot.kill_all(None)
-            result = {"exit_code": None, "reason": "sandbox_error", "runtime_s": 0.0, "stdout": "",
-                      "stderr": f"sandbox error: {err!r}", "stdout_bytes": 0, "stderr_bytes": 0,
-                      "submission_error": None, "leftover_processes": 0, "isolation": slot.isolation}
-        channel_out.write(json.dumps(result) + "\n")
+    slot = Slot(args.slot, args.uid, args.work_dir, args.disk_mb, isolate=not args.no_isolation,
+                protected=tuple(args.protect), lifeline=args.lifeline)
+    try:
+        channel_out.write(json.dumps({"ready": True, "isolation": slot.isolation}) + "\n")
         channel_out.flush()
-    slot.kill_all(None)
-    slot.remove_cgroups()
-
+        for line in channel_in:  # ends when the owner closes stdin or dies
+            job = json.loads(line)
+            try:
+                result = run_job(slot, job)
+            except OwnerGone:
+                break
+            except Exception as err:  # noqa: BLE001 - keep serving; the job is reported as a sandbox error
+                slot.kill_all(None)
+                result = {"exit_code": None, "reason": "sandbox_error", "runtime_s": 0.0, "stdout": "",
+                          "stderr": f"sandbox error: {err!r}", "stdout_bytes": 0, "stderr_bytes": 0,
+                          "submission_error": None, "leftover_processes": 0, "isolation": slot.isolation}
+            channel_out.write(json.dumps(result) + "\n")
+            channel_out.flush()
+    except BrokenPipeError:
+        pass  # the owner is gone
+    finally:
+        slot.kill_all(None)
+        slot.remove_cgroups()
 
 if __name__ == "__main__":
     main()
