@@ -40,10 +40,11 @@ def reeval_path(run_dir: str | Path, step: int, draw: int, num_samples: int, spl
     return Path(run_dir) / "reeval" / f"step_{step:06d}{tag}-draw{draw}-n{num_samples}.json"
 
 
-def reevaluate_run(run_dir: str | Path, num_samples: int, draw: int, step: int | None = None,
-                   split: str | None = None) -> tuple[Path, dict[str, Any]]:
+def reevaluate_run(run_dir: str | Path, num_samples: int | None, draw: int, step: int | None = None,
+                   split: str | None = None, out: str | Path | None = None) -> tuple[Path, dict[str, Any]]:
     """Evaluates the policy of ``run_dir``'s latest checkpoint (or checkpoint ``step``) with draw ``draw`` and
-    ``num_samples`` chains per task, on the run's evaluation split or on ``split`` (e.g. "train").
+    ``num_samples`` chains per task (None: the run's own), on the run's evaluation split or on ``split`` (e.g.
+    "train"), into ``out`` (default: ``reeval_path``).
 
     Raises:
       ValueError: ``run_dir`` holds no config.json or no such checkpoint.
@@ -63,7 +64,8 @@ def reevaluate_run(run_dir: str | Path, num_samples: int, draw: int, step: int |
         raise ValueError(f"{run_dir}: no checkpoint at step {step}; saved steps: {sorted(saved)}")
     if not trainer.restore(step):
         raise ValueError(f"{run_dir}: no checkpoint to restore; the run never saved one")
-    out = reeval_path(run_dir, trainer.iteration, draw, num_samples, split)
+    num_samples = num_samples or config.eval.num_samples
+    out = Path(out) if out is not None else reeval_path(run_dir, trainer.iteration, draw, num_samples, split)
     result = trainer.evaluate(num_samples=num_samples, draw=draw, out=out, split=split)
     trainer.checkpointer.close()
     return out, result

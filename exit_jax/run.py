@@ -61,6 +61,23 @@ def environment_scalars(environment: dict[str, Any], prefix: str = "environment"
     return scalars
 
 
+def write_policy_metadata(directory: Path, config: ml_collections.ConfigDict, iteration: int, tokenizer) -> None:
+    """Beside an exported policy: ``generation_config.json`` (the source checkpoint's, else its tokenizer's special
+    tokens) and ``exit_jax_policy.json`` (the run it came from: ``exit_jax.evaluate`` repeats that run's draws)."""
+    import shutil
+
+    source = Path(config.model.hf_dir) / "generation_config.json" if config.model.source == "hf" else None
+    if source is not None and source.is_file():
+        shutil.copyfile(source, directory / "generation_config.json")
+    else:
+        tokens = {name: getattr(tokenizer, name, None) for name in ("bos_token_id", "eos_token_id", "pad_token_id")}
+        (directory / "generation_config.json").write_text(json.dumps(
+            {**{k: v for k, v in tokens.items() if v is not None}, "_from_model_config": True}, indent=2))
+    (directory / "exit_jax_policy.json").write_text(json.dumps(
+        {"experiment": config.experiment, "preset": config.preset, "method": config.curriculum.method,
+         "seed": int(config.seed), "iteration": int(iteration)}, indent=2))
+
+
 def enable_compilation_cache(setting: str) -> str | None:
     """Point JAX's persistent compilation cache at ``setting`` and return the directory in use (None: off).
 
@@ -149,6 +166,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str | Path, progr
         from exit_jax.models.hf_io import export_hf_model
 
         export_hf_model(trainer.learner.model(), workdir / "policy", tokenizer=trainer.tokenizer)
+        write_policy_metadata(workdir / "policy", config, trainer.iteration, trainer.tokenizer)
     final = evals[-1]
     return {"iteration": trainer.iteration, "report": str(report), "final_eval": final,
             "score_k0": final["mean"][0], "score_kK": final["mean"][-1], "K": final["K"],

@@ -41,6 +41,7 @@ from exit_jax.curriculum import TaskBuffer, iteration_diagnostics, select_batch,
 from exit_jax.curriculum.diversity import diversity_coefficients, pool_hidden_states
 from exit_jax.curriculum.multihost import broadcast_selection
 from exit_jax.domains.registry import make_domain
+from exit_jax.errors import setup_step
 from exit_jax.evaluation import evaluate
 from exit_jax.filelock import file_lock
 from exit_jax.models.tokenizer import chat_tokens
@@ -82,8 +83,47 @@ def build_model(config: ml_collections.ConfigDict, mesh):
         if not config.model.hf_dir:
             raise ValueError("model.hf_dir: a local HF checkpoint directory is required when model.source='hf' "
                              "(pass --config.model.hf_dir=DIR or set the preset's environment variable)")
-        return load_hf_model(config.model.hf_dir, mesh=mesh, **dtypes), load_tokenizer(config.model.hf_dir)
+        # The tokenizer first: its errors (no chat template) come before minutes of weight loading.
+        tokenizer = load_tokenizer(config.model.hf_dir, config.model.get("chat_template", ""))
+        return load_hf_model(config.model.hf_dir, mesh=mesh, **dtypes), tokenizer
     raise ValueError(f"model.source: unknown {source!r}; choose 'embedded' or 'hf'")
+
+
+def make_policy(config: ml_collections.ConfigDict, model, tokenizer, mesh) -> Policy:
+    """The sampler over ``model`` with ``config.sampling``'s settings."""
+    sampling = config.sampling
+    return Policy(model, tokenizer, mesh, max_prompt_length=sampling.max_prompt_length,
+                  max_new_tokens=sampling.max_new_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
+                  top_k=sampling.top_k, share_prompt_cache=sampling.get("share_prompt_cache", True))
+
+
+def evaluate_policy(config: ml_collections.ConfigDict, domain, policy: Policy, state, iteration: int,
+                    environment: dict[str, Any], out: Path, num_samples: int | None = None, draw: int = 0,
+                    split: str | None = None) -> dict[str, Any]:
+    """The K-step evaluation (``config.eval``) of the policy with ``state``, written to ``out`` (process 0).
+
+    Its draws depend on ``config.seed`` and ``iteration`` only (``draw`` 0), so evaluating the same weights at the
+    same iteration repeats an evaluation exactly; ``draw`` d > 0 takes fresh, independent draws. ``num_samples`` and
+    ``split`` override ``eval.num_samples`` (chains per task) and ``eval.split``.
+    """
+    ev = config.eval
+    split = split or ev.split
+    ids = list(domain.task_ids(split))[: ev.max_tasks or None]
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.key(config.seed), 2), iteration)
+    if draw:
+        key = jax.random.fold_in(key, draw)
+    policy_fn = policy.policy_fn(state, key, greedy=ev.greedy)
+    result = evaluate(domain, policy_fn, ids, ev.K, num_samples or ev.num_samples, step=iteration, split=split,
+                      binary=bool(ev.binary))
+    if environment:
+        result["environment"] = environment
+    if jax.process_index() != 0:
+        return result
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(out)
+    return result
 
 
 def run_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -155,7 +195,8 @@ class Trainer:
         validate(config)
         self.settings = settings_from_config(config.curriculum)
         self.mesh = mesh_from_config(config.mesh)
-        self.domain = make_domain(config.domain.name, {k: v for k, v in config.domain.items() if k != "name"})
+        with setup_step("config.domain"):
+            self.domain = make_domain(config.domain.name, {k: v for k, v in config.domain.items() if k != "name"})
         # Before anything else runs: the domain's environment works (the MLE sandbox runs a known-good solution)
         # and what it is (the sandbox's isolation) is recorded with the run's metrics, evaluations and report.
         check = getattr(self.domain, "check_environment", None)
@@ -164,12 +205,9 @@ class Trainer:
         _check_replay_can_start(self.settings, len(self.train_ids), config.domain.name)
         self.checkpointer = RunCheckpointer(self.workdir, run_identity(config), keep=config.train.keep_checkpoints)
         self.checkpointer.check_identity()  # before anything in the workdir is written
-        model, self.tokenizer = build_model(config, self.mesh)
-        self.policy = Policy(model, self.tokenizer, self.mesh, max_prompt_length=config.sampling.max_prompt_length,
-                             max_new_tokens=config.sampling.max_new_tokens,
-                             temperature=config.sampling.temperature, top_p=config.sampling.top_p,
-                             top_k=config.sampling.top_k,
-                             share_prompt_cache=config.sampling.get("share_prompt_cache", True))
+        with setup_step("config.model"):
+            model, self.tokenizer = build_model(config, self.mesh)
+        self.policy = make_policy(config, model, self.tokenizer, self.mesh)
         self.learner = GRPOLearner(model, config.rl, mesh=self.mesh)
         # Plain GRPO keeps an (unused for replay) buffer too, so its distinct-instance count is measured the same way.
         self.buffer = TaskBuffer.from_settings(self.settings)
@@ -410,25 +448,9 @@ class Trainer:
         ``eval.num_samples`` (chains per task) and ``split`` ``eval.split``: ``exit_jax.reevaluate`` uses them to add
         chains to a finished run or to evaluate its checkpoints on the training tasks.
         """
-        ev = self.config.eval
-        split = split or ev.split
-        ids = list(self.domain.task_ids(split))[: ev.max_tasks or None]
-        key = jax.random.fold_in(jax.random.fold_in(self.key, 2), self.iteration)
-        if draw:
-            key = jax.random.fold_in(key, draw)
-        policy_fn = self.policy.policy_fn(self.learner.policy_state(), key, greedy=ev.greedy)
-        result = evaluate(self.domain, policy_fn, ids, ev.K, num_samples or ev.num_samples, step=self.iteration,
-                          split=split, binary=bool(ev.binary))
-        if self.environment:
-            result["environment"] = self.environment
-        if jax.process_index() != 0:
-            return result
         out = Path(out) if out is not None else self.workdir / "eval" / f"step_{self.iteration:06d}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, indent=1))
-        tmp.replace(out)
-        return result
+        return evaluate_policy(self.config, self.domain, self.policy, self.learner.policy_state(), self.iteration,
+                               self.environment, out, num_samples=num_samples, draw=draw, split=split)
 
     def request_stop(self, *_) -> None:
         self._stop = True

@@ -82,9 +82,11 @@ def base_config(experiment: str, preset: str, options: dict[str, str]) -> ml_col
     # model.backward_dots: how the projections' backward matmuls are formed (exit_jax/models/dense.py); "auto" picks
     # the fast form for the backend and compute dtype. model.matmul_precision: "auto" makes f32 compute f32 on
     # TPU / GPU too (their default f32 dot is bf16 passes / TF32); "default" trades that for speed.
+    # model.chat_template: a Jinja template (or a file holding one) for a checkpoint whose tokenizer has none; ""
+    # uses the checkpoint's own (a checkpoint without one is refused rather than given an invented format).
     c.model = ml_collections.ConfigDict(dict(source="embedded", hf_dir="", param_dtype="float32",
                                              compute_dtype="float32", backward_dots="auto",
-                                             matmul_precision="auto", seed=0))
+                                             matmul_precision="auto", seed=0, chat_template=""))
     c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))  # data=-1: all remaining devices
     c.domain = ml_collections.ConfigDict({"name": experiment})
     # share_prompt_cache: each prompt's KV cache kept once for its G samples (exit_jax.sampling.SamplingConfig).

@@ -25,10 +25,17 @@ Commands and expectations:
       docs/results/math_analysis.md.
   python launch/tpu_run.py --config=experiments/math.py:smoke --workdir=/tmp/w
       Under 2 minutes: no warm start, 2 iterations, K = 2 evaluation on 4 held-out problems; used by the tests.
-  python launch/tpu_run.py --config=experiments/math.py:llama3.2-3b,method=exit --config.model.hf_dir=DIR
-      Llama-3.2-3B-Instruct (or EXIT_JAX_LLAMA32_3B=DIR) on local MATH-style files (--config.domain.train_files=...,
-      --config.domain.heldout_files=...), Table 4 hyperparameters, on a TPU pod (v4-32 class). The paper reports
-      20.4 +- 0.5 % (Full ExIt) vs 18.7 +- 0.4 % (GRPO) averaged over its math test splits after 16 steps.
+  python launch/tpu_run.py --config=experiments/math.py:llama3.2-3b,method=exit --config.model.hf_dir=DIR \
+      --config.domain.train_files="('/data/math_train.jsonl','/data/deepscaler.parquet')" \
+      --config.domain.heldout_files="('math500=/data/math500.jsonl','aime24=/data/aime24.parquet')"
+      Llama-3.2-3B-Instruct (or EXIT_JAX_LLAMA32_3B=DIR) on local files, Table 4 hyperparameters, on a TPU pod (v4-32
+      class). The preset reads files (domain.source = "files"): JSONL, JSON or Parquet in the MATH, DeepScaleR /
+      AIME, verl or TRL-conversational layouts (exit_jax/domains/math/datasets.py); a row without a problem or an
+      answer stops the run naming the file, the row and the field. The paper reports 20.4 +- 0.5 % (Full ExIt) vs
+      18.7 +- 0.4 % (GRPO) averaged over its math test splits after 16 steps.
+  python launch/tpu_run.py --config=experiments/math.py --config.domain.source=files --config.warm_start.steps=0 \
+      --config.domain.train_files="('/data/train.jsonl',)" --config.domain.heldout_files="('test=/data/test.jsonl',)"
+      The same on the embedded policy (compact prompts; no warm start: its demonstrations are procedural only).
 """
 
 import ml_collections
@@ -62,9 +69,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # base policy is, model.seed), so a sweep's seeds train and evaluate on the same problems.
     # Single-digit add / sub / mul (160 training, 36 held-out problems): the distribution the ~4M policy can learn
     # from the warm start. On all seven families with operands up to 50 it stayed at chance (see the docstring).
+    # Files (source="files"): train_files are pooled and a seeded subset of train_size problems trains; each
+    # heldout_files entry "name=path" is a held-out set (split "heldout/<name>"; "heldout" is all of them).
     c.domain = ml_collections.ConfigDict(dict(name="math", source="procedural", prompt_style="compact",
                                               seed=0, train_size=160, procedural_heldout_size=36,
-                                              procedural_families=("add", "sub", "mul"), procedural_max_operand=9))
+                                              procedural_families=("add", "sub", "mul"), procedural_max_operand=9,
+                                              train_files=(), heldout_files=()))
     c.eval.binary = True
     c.rl.num_generations = 8
     c.rl.learning_rate = 3e-4

@@ -181,11 +181,12 @@ def main(argv):
     maybe_initialize_distributed()
     from exit_jax.checkpoint import CheckpointMismatchError
     from exit_jax.domains.mle.sandbox import SandboxError
+    from exit_jax.errors import SetupError
     from exit_jax.run import run_experiment
 
     try:
         summary = run_experiment(config, workdir)
-    except (CheckpointMismatchError, SandboxError) as error:
+    except (CheckpointMismatchError, SandboxError, SetupError) as error:
         sys.exit(f"error: {error}")
     if summary.get("stopped"):
         return 0

@@ -23,8 +23,17 @@ CHAT_TEMPLATE = (
 )
 
 
-def load_tokenizer(directory: str | Path) -> Any:
-    """A transformers tokenizer from a local directory (never the hub)."""
+def load_tokenizer(directory: str | Path, chat_template: str = "") -> Any:
+    """A transformers tokenizer from a local directory (never the hub).
+
+    Args:
+      directory: the checkpoint's directory (tokenizer.json or tokenizer.model).
+      chat_template: a Jinja chat template, or the path of a file holding one, used instead of the directory's
+        (``model.chat_template``); needed when the directory has none.
+
+    Raises:
+      CheckpointError: no tokenizer, a tokenizer that does not load, or no chat template from either source.
+    """
     from transformers import AutoTokenizer
 
     directory = Path(directory)
@@ -36,6 +45,17 @@ def load_tokenizer(directory: str | Path) -> Any:
         raise CheckpointError(f"{directory}: could not load the tokenizer ({type(err).__name__}: {err})") from err
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if chat_template:
+        path = Path(chat_template).expanduser()
+        looks_like_path = "{" not in chat_template and "\n" not in chat_template
+        if looks_like_path and not path.is_file():
+            raise CheckpointError(f"model.chat_template: {chat_template!r} is neither a file nor a Jinja template")
+        tokenizer.chat_template = path.read_text() if looks_like_path else chat_template
+    if not tokenizer.chat_template:
+        raise CheckpointError(
+            f"{directory}: the tokenizer has no chat template (no chat_template in tokenizer_config.json or "
+            "chat_template.jinja). Prompts are rendered with the model's own chat format, so pass one: "
+            "--config.model.chat_template=FILE (a .jinja file) or a Jinja string.")
     return tokenizer
 
 
@@ -43,11 +63,8 @@ def chat_tokens(tokenizer: Any, messages: Sequence[Message], add_generation_prom
                 ) -> list[int]:
     """Token ids of a conversation rendered with the tokenizer's chat template."""
     conversation = [{"role": m.role, "content": m.content} for m in messages]
-    if tokenizer.chat_template is None:
-        text = "".join(f"{m['role']}: {m['content']}\n" for m in conversation)
-        if add_generation_prompt:
-            text += "assistant: "
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not tokenizer.chat_template:
+        raise ValueError("the tokenizer has no chat template; load it with load_tokenizer(dir, chat_template=...)")
     ids = tokenizer.apply_chat_template(conversation, add_generation_prompt=add_generation_prompt,
                                         tokenize=True, return_dict=False)
     if isinstance(ids, dict) or hasattr(ids, "keys"):

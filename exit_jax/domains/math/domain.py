@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,26 @@ from exit_jax.domains.math.prompts import PROMPT_STYLES, render_math_prompt
 from exit_jax.types import Episode, Grade, Instance, Message, PolicyFn, single_turn_rollout
 
 SOURCES = ("procedural", "files")
+
+
+def heldout_sets(value: Any) -> tuple[tuple[str, str], ...]:
+    """Named held-out sets from a config value: ``"name=path"`` strings (a bare path is named after its file's stem),
+    (name, path) pairs, or a {name: path} mapping; names must be unique."""
+    items = value.items() if isinstance(value, Mapping) else value
+    sets: list[tuple[str, str]] = []
+    for item in items:
+        if isinstance(item, str):
+            name, _, path = item.partition("=") if "=" in item else ("", "", item)
+            name = name.strip() or Path(path).stem
+        else:
+            name, path = item
+        sets.append((str(name), str(path).strip()))
+    names = [name for name, _ in sets]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"math config: domain.heldout_files names {repeated} more than once; name each set "
+                         "('name=path')")
+    return tuple(sets)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,9 +81,7 @@ class MathConfig:
         if "train_files" in values:
             values["train_files"] = tuple(values["train_files"])
         if "heldout_files" in values:
-            heldout = values["heldout_files"]
-            items = heldout.items() if isinstance(heldout, Mapping) else heldout
-            values["heldout_files"] = tuple((str(name), str(path)) for name, path in items)
+            values["heldout_files"] = heldout_sets(values["heldout_files"])
         if "procedural_families" in values:
             values["procedural_families"] = tuple(values["procedural_families"])
         return cls(**values)
@@ -75,7 +94,15 @@ class MathConfig:
         if self.train_size <= 0:
             raise ValueError(f"math config: train_size must be positive, got {self.train_size}")
         if self.source == "files" and not self.train_files:
-            raise ValueError("math config: source='files' needs train_files (JSONL/JSON/Parquet paths)")
+            raise ValueError("math config: domain.source='files' needs domain.train_files (JSONL/JSON/Parquet paths), "
+                             "e.g. --config.domain.train_files=\"('/data/train.jsonl',)\"")
+        if self.source == "files" and not self.heldout_files:
+            raise ValueError("math config: domain.source='files' needs domain.heldout_files (held-out sets as "
+                             "'name=path' entries), e.g. "
+                             "--config.domain.heldout_files=\"('math500=/data/test.jsonl',)\"")
+        if self.source == "procedural" and (self.train_files or self.heldout_files):
+            raise ValueError("math config: domain.train_files / domain.heldout_files are read only with "
+                             "domain.source='files' (it is 'procedural'); add --config.domain.source=files")
         if self.source == "procedural" and self.procedural_heldout_size <= 0:
             raise ValueError("math config: procedural_heldout_size must be positive")
         if not 0.0 <= self.teacher_accuracy <= 1.0:

@@ -1,12 +1,13 @@
-"""Loaders for the shapes of MATH, DeepScaleR, NuminaMath and AIME/AMC files; the fixed training
-subset."""
+"""Loaders for the layouts of MATH, DeepScaleR, NuminaMath, AIME/AMC, verl and TRL-conversational files; row errors
+that name the file, the row and the field; the fixed training subset."""
 
 import json
 
 import pandas as pd
 import pytest
 
-from exit_jax.domains.math.datasets import load_problem_file, training_subset
+from exit_jax.domains.math.datasets import ProblemFileError, load_problem_file, training_subset
+from exit_jax.domains.math.domain import heldout_sets
 
 
 def _write_jsonl(path, rows):
@@ -21,11 +22,13 @@ def test_math_shape_takes_answer_from_solution_box(tmp_path):
             "solution": "We get $\\boxed{\\frac{3}{4}}$.",
             "level": "Level 1",
         },
-        {"problem": "no answer here", "solution": "unboxed"},
     ]
     problems = load_problem_file(_write_jsonl(tmp_path / "math.jsonl", rows))
     assert [(p.problem, p.answer) for p in problems] == [("What is 1/2 + 1/4?", "\\frac{3}{4}")]
     assert problems[0].task_id == "math/0"
+    rows.append({"problem": "no answer here", "solution": "unboxed"})  # never skipped: an error naming the row
+    with pytest.raises(ProblemFileError, match=r"math.jsonl: row 2: .*solution has no \\boxed"):
+        load_problem_file(_write_jsonl(tmp_path / "math.jsonl", rows))
 
 
 def test_deepscaler_and_numina_shapes(tmp_path):
@@ -57,8 +60,58 @@ def test_json_array_and_bad_files(tmp_path):
     with pytest.raises(ValueError, match="bad.jsonl:2"):
         load_problem_file(bad)
     empty = _write_jsonl(tmp_path / "empty.jsonl", [{"text": "no problem field"}])
-    with pytest.raises(ValueError, match="no usable rows"):
+    with pytest.raises(ProblemFileError, match=r"empty.jsonl: row 1: no problem field .*fields are \['text'\]"):
         load_problem_file(empty)
+    no_answer = _write_jsonl(tmp_path / "na.jsonl", [{"problem": "p", "answer": "1"}, {"problem": "q"}])
+    with pytest.raises(ProblemFileError, match=r"na.jsonl: row 2: no answer: need one of"):
+        load_problem_file(no_answer)
+    twice = _write_jsonl(tmp_path / "twice.jsonl", [{"id": 1, "problem": "p", "answer": "1"}] * 2)
+    with pytest.raises(ProblemFileError, match=r"row 2: id 'twice/1' repeats row 1"):
+        load_problem_file(twice)
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(ProblemFileError, match=r"broken.parquet: not a readable Parquet file"):
+        load_problem_file(tmp_path / "broken.parquet")
+
+
+VERL_PROMPT = "Compute 6*7. Let's think step by step and output the final answer within \\boxed{}."
+
+
+def test_verl_parquet_takes_the_user_message_and_the_ground_truth(tmp_path):
+    """verl's RL layout (as its math preprocessing writes it): the prompt is a message list, the answer sits in
+    reward_model.ground_truth, the id in extra_info.index; Parquet stores the lists and structs as NumPy arrays."""
+    frame = pd.DataFrame({
+        "data_source": ["lighteval/MATH", "lighteval/MATH"],
+        "prompt": [[{"role": "system", "content": "You are a helpful assistant."},
+                    {"role": "user", "content": VERL_PROMPT}],
+                   [{"role": "user", "content": "What is 1+1?"}]],
+        "ability": ["math", "math"],
+        "reward_model": [{"style": "rule", "ground_truth": "42"}, {"style": "rule", "ground_truth": "2"}],
+        "extra_info": [{"split": "train", "index": 7}, {"split": "train", "index": 8}],
+    })
+    path = tmp_path / "verl_train.parquet"
+    frame.to_parquet(path)
+    problems = load_problem_file(path, set_name="verl")
+    assert [(p.task_id, p.problem, p.answer) for p in problems] == [
+        ("verl/7", VERL_PROMPT, "42"), ("verl/8", "What is 1+1?", "2")]
+
+
+def test_trl_conversational_rows(tmp_path):
+    rows = [{"prompt": [{"role": "user", "content": "Solve x+1=3."}], "answer": "2"},
+            {"prompt": [{"role": "system", "content": "s"}, {"role": "user", "content": "Half of 9?"}],
+             "solution": "It is \\boxed{\\frac{9}{2}}"}]
+    problems = load_problem_file(_write_jsonl(tmp_path / "trl.jsonl", rows))
+    assert [(p.problem, p.answer) for p in problems] == [("Solve x+1=3.", "2"), ("Half of 9?", "\\frac{9}{2}")]
+    assistant_only = [{"prompt": [{"role": "assistant", "content": "hi"}], "answer": "1"}]
+    with pytest.raises(ProblemFileError, match=r"trl2.jsonl: row 1: the prompt message list has no user message"):
+        load_problem_file(_write_jsonl(tmp_path / "trl2.jsonl", assistant_only))
+
+
+def test_heldout_sets_from_cli_strings():
+    assert heldout_sets(("math500=/d/m.jsonl", "/d/aime24.parquet")) == (
+        ("math500", "/d/m.jsonl"), ("aime24", "/d/aime24.parquet"))
+    assert heldout_sets({"a": "/x.json"}) == (("a", "/x.json"),)
+    with pytest.raises(ValueError, match=r"names \['t'\] more than once"):
+        heldout_sets(("t=/a.jsonl", "t=/b.jsonl"))
 
 
 def test_training_subset_is_fixed_by_seed_and_sized(tmp_path):

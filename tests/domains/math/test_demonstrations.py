@@ -116,7 +116,7 @@ def test_deterministic_for_a_given_rng(domain, demos):
 def test_files_source_refuses_a_warm_start(tmp_path: pathlib.Path):
     path = tmp_path / "train.jsonl"
     path.write_text('{"problem": "1+1", "answer": "2"}\n')
-    domain = MathDomain({"source": "files", "train_files": [str(path)]})
+    domain = MathDomain({"source": "files", "train_files": [str(path)], "heldout_files": [f"test={path}"]})
     with pytest.raises(ValueError, match="procedural"):
         domain.demonstrations(4, np.random.default_rng(0))
 
