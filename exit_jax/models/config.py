@@ -1,7 +1,7 @@
 """ModelConfig: the decoder's hyperparameters, read from (and written back to) a Hugging Face config.json.
 
-One decoder covers the Llama 3.x and Qwen2 / Qwen2.5 families; they differ only in a few switches recorded here
-(q/k/v bias, tied embeddings, RoPE scaling).
+One decoder covers the Llama 3.x, Qwen2 / Qwen2.5 and Qwen3 (dense) families; they differ only in a few switches
+recorded here (q/k/v bias, o_proj bias, per-head q/k RMSNorm, an explicit head_dim, tied embeddings, RoPE scaling).
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
-SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "Qwen2ForCausalLM")
+SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM")
+# config.json's model_type -> architecture, for files without an "architectures" list (and back, for export).
+MODEL_TYPES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
 SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3")
 BACKWARD_DOTS = ("auto", "transposed", "xla")
 MATMUL_PRECISIONS = ("auto", "default", "high", "highest")
@@ -39,7 +41,9 @@ class ModelConfig:
     rope_theta: float = 10000.0
     rope_scaling: tuple[tuple[str, Any], ...] = ()  # e.g. (("rope_type","llama3"), ("factor", 8.0), ...)
     max_position_embeddings: int = 2048
-    attention_bias: bool = False
+    attention_bias: bool = False  # q/k/v projection biases
+    output_bias: bool = False  # o_proj bias (Qwen3's attention_bias switches it on with the q/k/v biases)
+    qk_norm: bool = False  # Qwen3: RMSNorm over head_dim of every query and key head, before RoPE
     tie_word_embeddings: bool = False
     architecture: str = "LlamaForCausalLM"
     param_dtype: str = "float32"
@@ -88,6 +92,7 @@ class ModelConfig:
         d, f, h, k, hd = (self.hidden_size, self.intermediate_size, self.num_heads,
                           self.num_kv_heads, self.head_dim)
         attn = d * h * hd * 2 + d * k * hd * 2 + (h * hd + 2 * k * hd if self.attention_bias else 0)
+        attn += (d if self.output_bias else 0) + (2 * hd if self.qk_norm else 0)
         layer = attn + 3 * d * f + 2 * d
         embed = self.vocab_size * d * (1 if self.tie_word_embeddings else 2)
         return self.num_layers * layer + embed + d
@@ -121,13 +126,12 @@ class ModelConfig:
     @classmethod
     def from_hf_dict(cls, cfg: dict[str, Any], source: str = "config.json", **overrides: Any) -> ModelConfig:
         archs = cfg.get("architectures") or []
-        arch = archs[0] if archs else {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}.get(
-            cfg.get("model_type", ""), ""
-        )
+        arch = archs[0] if archs else MODEL_TYPES.get(cfg.get("model_type", ""), "")
         if arch not in SUPPORTED_ARCHITECTURES:
+            found = f"architectures {archs!r}" if archs else f"model_type {cfg.get('model_type')!r}"
             raise CheckpointError(
-                f"{source}: unsupported architecture {arch or cfg.get('model_type')!r}; "
-                f"supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
+                f"{source}: unsupported architecture ({found}); supported architectures: "
+                f"{', '.join(SUPPORTED_ARCHITECTURES)} (model_type {', '.join(MODEL_TYPES)})"
             )
         required = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                     "intermediate_size")
@@ -147,7 +151,14 @@ class ModelConfig:
                 f"{source}: unsupported rope_type {rope['rope_type']!r}; "
                 f"supported: {', '.join(SUPPORTED_ROPE_TYPES)}"
             )
-        is_qwen = arch == "Qwen2ForCausalLM"
+        is_qwen2, is_qwen3 = arch == "Qwen2ForCausalLM", arch == "Qwen3ForCausalLM"
+        if is_qwen3 and cfg.get("use_sliding_window"):
+            raise CheckpointError(
+                f"{source}: use_sliding_window=true is not supported (the decoder attends over the full context); "
+                "set it to false only if the checkpoint was trained without a sliding window")
+        # Qwen2 always has q/k/v biases and no o_proj bias; Qwen3's attention_bias (default false) switches q/k/v
+        # and o_proj biases together, as transformers' Qwen3Attention does.
+        attention_bias = bool(cfg.get("attention_bias", is_qwen2))
         eos = cfg.get("eos_token_id")
         values = dict(
             vocab_size=int(cfg["vocab_size"]),
@@ -161,7 +172,9 @@ class ModelConfig:
             rope_theta=theta,
             rope_scaling=tuple(sorted(rope.items())) if rope["rope_type"] != "default" else (),
             max_position_embeddings=int(cfg.get("max_position_embeddings", 2048)),
-            attention_bias=bool(cfg.get("attention_bias", is_qwen)),
+            attention_bias=attention_bias,
+            output_bias=is_qwen3 and attention_bias,
+            qk_norm=is_qwen3,
             tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
             architecture=arch,
             bos_token_id=cfg.get("bos_token_id"),
@@ -185,7 +198,10 @@ class ModelConfig:
         return cls.from_hf_dict(cfg, source=str(path), **overrides)
 
     def to_hf_dict(self) -> dict[str, Any]:
-        model_type = "qwen2" if self.architecture == "Qwen2ForCausalLM" else "llama"
+        model_type = {arch: name for name, arch in MODEL_TYPES.items()}.get(self.architecture)
+        if model_type is None:
+            raise CheckpointError(f"cannot export architecture {self.architecture!r}; "
+                                  f"supported: {', '.join(SUPPORTED_ARCHITECTURES)}")
         rope = {"rope_theta": self.rope_theta, "rope_type": "default", **dict(self.rope_scaling)}
         out: dict[str, Any] = {
             "architectures": [self.architecture],
@@ -209,9 +225,22 @@ class ModelConfig:
             else self.eos_token_id,
             "pad_token_id": self.pad_token_id,
         }
+        if model_type != "qwen3" and (self.qk_norm or self.output_bias):
+            raise CheckpointError(f"{self.architecture} has no q/k norm or o_proj bias; set qk_norm=False and "
+                                  "output_bias=False, or architecture='Qwen3ForCausalLM'")
         if model_type == "llama":
             out["attention_bias"] = self.attention_bias
             out["mlp_bias"] = False
-        elif not self.attention_bias:
+        elif model_type == "qwen2" and not self.attention_bias:
             raise CheckpointError("Qwen2 checkpoints always carry q/k/v biases; set attention_bias=True")
+        elif model_type == "qwen3":
+            if not self.qk_norm:
+                raise CheckpointError("Qwen3 checkpoints always carry q_norm / k_norm; set qk_norm=True")
+            if self.output_bias != self.attention_bias:
+                raise CheckpointError(
+                    "Qwen3's attention_bias switches the q/k/v and o_proj biases together; got "
+                    f"attention_bias={self.attention_bias}, output_bias={self.output_bias}")
+            out["attention_bias"] = self.attention_bias
+            out["use_sliding_window"] = False
+            out["sliding_window"] = None
         return out

@@ -1,9 +1,11 @@
-"""The policy: one Flax NNX decoder for the Llama 3.x and Qwen2 / Qwen2.5 families.
+"""The policy: one Flax NNX decoder for the Llama 3.x, Qwen2 / Qwen2.5 and Qwen3 (dense) families.
 
 RMSNorm, rotary embeddings (default / linear / llama3 scaling), grouped-query attention, SwiGLU MLP, optional q/k/v
-bias, tied or untied embeddings. Parameters are stored in ``param_dtype`` (f32 by default) and cast to
-``compute_dtype`` at use; attention softmax, norms and logits accumulate in f32. The seven projections of a layer
-go through ``dense.dense``, whose backward keeps bf16 compute on XLA:CPU's fast path (``backward_dots``).
+and o_proj biases, optional per-head RMSNorm of queries and keys before RoPE (Qwen3's ``q_norm`` / ``k_norm``), a
+``head_dim`` that need not be ``hidden / heads``, tied or untied embeddings. Parameters are stored in
+``param_dtype`` (f32 by default) and cast to ``compute_dtype`` at use; attention softmax, norms and logits accumulate
+in f32. The seven projections of a layer go through ``dense.dense``, whose backward keeps bf16 compute on XLA:CPU's
+fast path (``backward_dots``).
 
 Every parameter carries ``logical_axes`` metadata (see ``exit_jax/sharding.py``). Weight layouts are "einsum style"
 (``q: [embed, heads, head_dim]``) so heads shard over the tensor axis without reshapes.
@@ -92,6 +94,12 @@ class Attention(nnx.Module):
             self.v_bias = _param(rngs, (k, hd), ("kv_heads", "head_dim"), pd, init="zeros")
         else:
             self.q_bias = self.k_bias = self.v_bias = None
+        self.o_bias = _param(rngs, (d,), ("embed",), pd, init="zeros") if config.output_bias else None
+        if config.qk_norm:  # one [head_dim] scale shared by every head, as HF's q_norm / k_norm
+            self.q_norm = RMSNorm(hd, config.rms_norm_eps, pd, rngs)
+            self.k_norm = RMSNorm(hd, config.rms_norm_eps, pd, rngs)
+        else:
+            self.q_norm = self.k_norm = None
         self.num_groups = h // k
         self.compute_dtype = config.compute_dtype
         self.transposed_backward = transposed_backward(config.backward_dots, config.compute_dtype)
@@ -110,8 +118,11 @@ class Attention(nnx.Module):
     def __call__(self, x: jax.Array, rope: tuple[jax.Array, jax.Array], key_mask: jax.Array, query_slots: jax.Array,
                  key_slots: jax.Array, layer_cache: Cache | None, cache_index: jax.Array | None,
                  prefix: Cache | None = None) -> tuple[jax.Array, Cache | None]:
-        q = rotary(self._project(x, self.q, self.q_bias), *rope)
-        k = rotary(self._project(x, self.k, self.k_bias), *rope)
+        q = self._project(x, self.q, self.q_bias)
+        k = self._project(x, self.k, self.k_bias)
+        if self.q_norm is not None:  # over head_dim of each head, before the rotation
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = rotary(q, *rope), rotary(k, *rope)
         v = self._project(x, self.v, self.v_bias)
         q = constrain(q, ("batch", "seq", "heads", "head_dim"))
         # Values are kept kv-head-major, [batch, kv_heads, slots, head_dim], and the cached keys transposed,
@@ -145,6 +156,8 @@ class Attention(nnx.Module):
             out = self._attend_with_prefix(q, scores, v, prefix)
         out = jnp.transpose(out, (0, 3, 1, 2, 4)).reshape(batch * seq, heads * head_dim)
         out = dense(out, self.o.get_value().reshape(heads * head_dim, -1), self.transposed_backward)
+        if self.o_bias is not None:
+            out = out + self.o_bias.get_value().astype(out.dtype)
         out = out.reshape(batch, seq, -1)
         return out, layer_cache
 
@@ -216,7 +229,7 @@ class DecoderLayer(nnx.Module):
 
 
 class Decoder(nnx.Module):
-    """Llama / Qwen2 decoder-only transformer."""
+    """Llama / Qwen2 / Qwen3 decoder-only transformer."""
 
     def __init__(self, config: ModelConfig, rngs: nnx.Rngs):
         self.config = config

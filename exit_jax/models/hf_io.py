@@ -122,7 +122,12 @@ def weight_mapping(config: ModelConfig) -> Iterator[Mapping]:
             yield ("layers", i, "attn", name), p + f"self_attn.{name}_proj.weight", *proj(heads)
             if config.attention_bias:
                 yield ("layers", i, "attn", f"{name}_bias"), p + f"self_attn.{name}_proj.bias", *bias(heads)
+        if config.qk_norm:
+            yield ("layers", i, "attn", "q_norm", "scale"), p + "self_attn.q_norm.weight", ident, ident
+            yield ("layers", i, "attn", "k_norm", "scale"), p + "self_attn.k_norm.weight", ident, ident
         yield ("layers", i, "attn", "o"), p + "self_attn.o_proj.weight", out_to, out_from
+        if config.output_bias:
+            yield ("layers", i, "attn", "o_bias"), p + "self_attn.o_proj.bias", ident, ident
         yield ("layers", i, "mlp", "gate"), p + "mlp.gate_proj.weight", *transpose
         yield ("layers", i, "mlp", "up"), p + "mlp.up_proj.weight", *transpose
         yield ("layers", i, "mlp", "down"), p + "mlp.down_proj.weight", *transpose
@@ -140,7 +145,7 @@ def _variables(model: nnx.Module) -> dict[tuple[Any, ...], nnx.Variable]:
 
 def load_hf_model(directory: str | Path, mesh: Mesh | None = None, **config_overrides: Any
                   ) -> Decoder:
-    """Load a HF Llama / Qwen2 directory into a ``Decoder``, tensor by tensor, sharded on ``mesh``.
+    """Load a HF Llama / Qwen2 / Qwen3 directory into a ``Decoder``, tensor by tensor, sharded on ``mesh``.
 
     ``config_overrides`` (e.g. ``param_dtype="bfloat16"``, ``compute_dtype="bfloat16"``) replace config fields.
     """
