@@ -11,6 +11,9 @@ Commands and expectations:
   python launch/tpu_run.py --config=experiments/tooluse.py:qwen2.5-7b --config.model.hf_dir=DIR
       Qwen2.5-7B-Instruct (or EXIT_JAX_QWEN25_7B=DIR) with Table 5 hyperparameters on a TPU pod; the paper reports
       76.4 +- 1.0 % (Full ExIt) vs 73.5 +- 1.5 % (GRPO) first-turn accuracy on the 100 test tasks after K = 4 steps.
+  python launch/tpu_run.py --config=experiments/tooluse.py:qwen2.5-7b --config.model.hf_dir=DIR \
+      --config.domain.category=multi_turn_base,multi_turn_miss_func --config.domain.split_file=/data/split.json
+      Other BFCL categories (pooled) and a user's own train / test split ({"train": [ids], "test": [ids]}).
 """
 
 import ml_collections
@@ -47,8 +50,10 @@ TABLE_5 = {
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     preset, options = parse_arg(arg, PRESETS)
     c = base_config("tooluse", preset, options)
-    c.domain = ml_collections.ConfigDict(dict(name="tooluse", category="multi_turn_base", requests="first",
-                                              max_actions_per_request=10))
+    # category: one BFCL multi-turn category or several joined by commas; split_file: a JSON {"train": [ids],
+    # "test": [ids]} ("" = the committed stratified 100 / 100 split of multi_turn_base).
+    c.domain = ml_collections.ConfigDict(dict(name="tooluse", category="multi_turn_base", split_file="",
+                                              requests="first", max_actions_per_request=10))
     c.eval.split = "test"
     c.eval.K = 4
     c.eval.binary = True

@@ -22,8 +22,8 @@ SHRINK = ("--config.train.num_iterations=2", "--config.train.num_prompts=2", "--
           "--config.rl.micro_batch_size=4", "--config.train.eval_every=0", "--config.train.checkpoint_every=1",
           "--config.sampling.max_prompt_length=192", "--config.sampling.max_new_tokens=8",
           "--config.rl.max_completion_length=8", "--config.eval.K=1", "--config.eval.num_samples=1",
-          "--config.eval.max_tasks=2", "--config.curriculum.min_buffer_size=2", "--config.domain.train_size=8",
-          "--config.model.compute_dtype=float32")
+          "--config.eval.max_tasks=2", "--config.curriculum.min_buffer_size=2", "--config.model.compute_dtype=float32")
+MATH = ("--config.domain.train_size=8",)
 
 
 def tiny_checkpoint(directory: Path, family: str = "llama", chat_template: bool = True) -> Path:
@@ -80,7 +80,7 @@ def test_math_preset_runs_on_local_files_of_every_layout(tmp_path, tmp_path_fact
     workdir = tmp_path / "run"
     result = rh.launch(("--config=experiments/math.py:llama3.2-3b", f"--config.model.hf_dir={llama_dir}",
                         f"--config.domain.train_files=({train},)", f"--config.domain.heldout_files=({heldout},)",
-                        *SHRINK), workdir, rh.cache_dir_for(tmp_path_factory))
+                        *SHRINK, *MATH), workdir, rh.cache_dir_for(tmp_path_factory))
     assert result.returncode == 0, result.stderr[-4000:]
     assert (workdir / "report.md").is_file()
     final = json.loads(sorted((workdir / "eval").glob("step_*.json"))[-1].read_text())
@@ -104,7 +104,7 @@ def test_bad_math_inputs_name_the_file_row_and_field(tmp_path, tmp_path_factory,
     files = math_files(tmp_path / "data")
     bad = tmp_path / "data" / "bad.jsonl"
     bad.write_text(json.dumps({"problem": "1+1?", "answer": "2"}) + "\n" + json.dumps({"question": "2+2?"}) + "\n")
-    base = ("--config=experiments/math.py:llama3.2-3b", f"--config.model.hf_dir={llama_dir}", *SHRINK)
+    base = ("--config=experiments/math.py:llama3.2-3b", f"--config.model.hf_dir={llama_dir}", *SHRINK, *MATH)
     _refused((*base, f"--config.domain.train_files=('{bad}',)", f"--config.domain.heldout_files=('{files['aime']}',)"),
              tmp_path, tmp_path_factory, str(bad), "row 2", "no answer")
     _refused((*base, f"--config.domain.heldout_files=('{files['aime']}',)"), tmp_path, tmp_path_factory,
@@ -116,7 +116,7 @@ def test_bad_math_inputs_name_the_file_row_and_field(tmp_path, tmp_path_factory,
 def test_a_tokenizer_without_chat_template_is_refused_by_name(tmp_path, tmp_path_factory):
     bare = tiny_checkpoint(tmp_path / "bare", chat_template=False)
     files = math_files(tmp_path / "data")
-    args = ("--config=experiments/math.py:llama3.2-3b", f"--config.model.hf_dir={bare}", *SHRINK,
+    args = ("--config=experiments/math.py:llama3.2-3b", f"--config.model.hf_dir={bare}", *SHRINK, *MATH,
             f"--config.domain.train_files=('{files['math']}',)", f"--config.domain.heldout_files=('{files['aime']}',)")
     _refused(args, tmp_path, tmp_path_factory, "no chat template", "model.chat_template")
     template = tmp_path / "chat.jinja"
@@ -144,6 +144,23 @@ def test_the_docs_own_model_and_data_commands_run(tmp_path, tmp_path_factory, ll
     assert len(commands) >= 2
     for number, line in enumerate(commands):
         args = shlex.split(line.replace("$CKPT", str(llama_dir)).replace("$DATA", str(data)))[2:]
-        result = rh.launch((*args, *SHRINK), tmp_path / f"run{number}", rh.cache_dir_for(tmp_path_factory))
+        extra = MATH if "experiments/math.py" in line else ()
+        result = rh.launch((*args, *SHRINK, *extra), tmp_path / f"run{number}", rh.cache_dir_for(tmp_path_factory))
         assert result.returncode == 0, f"{line}\n{result.stderr[-3000:]}"
         assert (tmp_path / f"run{number}" / "report.md").is_file()
+
+
+def test_tooluse_preset_runs_on_a_users_categories_and_split(tmp_path, tmp_path_factory):
+    qwen = tiny_checkpoint(tmp_path / "qwen2", family="qwen2")
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": ["multi_turn_base_0", "multi_turn_miss_func_0", "multi_turn_base_1"],
+                                 "test": ["multi_turn_miss_func_1", "multi_turn_base_2"]}))
+    workdir = tmp_path / "run"
+    result = rh.launch(("--config=experiments/tooluse.py:qwen2.5-7b", f"--config.model.hf_dir={qwen}",
+                        "--config.domain.category=multi_turn_base,multi_turn_miss_func",
+                        f"--config.domain.split_file={split}", "--config.domain.max_actions_per_request=2",
+                        *SHRINK), workdir, rh.cache_dir_for(tmp_path_factory))
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert (workdir / "report.md").is_file()
+    final = json.loads(sorted((workdir / "eval").glob("step_*.json"))[-1].read_text())
+    assert list(final["per_task"]) == ["multi_turn_miss_func_1", "multi_turn_base_2"]

@@ -30,6 +30,28 @@ from exit_jax.types import Episode, Grade, Instance, Message, PolicyFn
 __all__ = ["ToolUseConfig", "ToolUseDomain", "request_text"]
 
 
+def _read_split_file(path: str, known: set[str]) -> dict[str, list[str]]:
+    """A user's train / test split: every id a task of the configured categories, no id on both sides."""
+    import json
+    from pathlib import Path
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"tooluse config: domain.split_file {path!r} is not a readable JSON file ({error})") from error
+    if not isinstance(data, dict) or not all(isinstance(data.get(side), list) for side in ("train", "test")):
+        raise ValueError(f"tooluse config: domain.split_file {path!r} must hold {{\"train\": [ids], \"test\": [ids]}}")
+    for side in ("train", "test"):
+        strangers = [task_id for task_id in data[side] if task_id not in known]
+        if strangers:
+            raise ValueError(f"tooluse config: domain.split_file {path!r}: {side} ids {strangers[:5]} are not tasks of "
+                             "domain.category; add their category or fix the ids")
+    both = sorted(set(data["train"]) & set(data["test"]))
+    if both:
+        raise ValueError(f"tooluse config: domain.split_file {path!r}: ids {both[:5]} are on both sides")
+    return {"train": list(data["train"]), "test": list(data["test"])}
+
+
 class ToolUseDomain:
     """BFCL multi-turn tool use with the Domain protocol of ``exit_jax.types``."""
 
@@ -43,17 +65,14 @@ class ToolUseDomain:
             config = ToolUseConfig.from_mapping(config)
         config.validate()
         self.config = config
-        all_ids = list(load_tasks(config.category))
-        if config.category == "multi_turn_base":
-            split = load_split()
-            self._splits = {
-                "train": split["train"],
-                "test": split["test"],
-                "heldout": split["test"],
-            }
+        all_ids = [task_id for category in config.categories for task_id in load_tasks(category)]
+        if config.split_file:
+            split = _read_split_file(config.split_file, set(all_ids))
         else:
-            self._splits = {"heldout": all_ids}
-        self._splits["all"] = all_ids
+            base = load_split() if "multi_turn_base" in config.categories else {"train": [], "test": []}
+            others = [t for c in config.categories if c != "multi_turn_base" for t in load_tasks(c)]
+            split = {"train": base["train"], "test": base["test"] + others}
+        self._splits = {"train": split["train"], "test": split["test"], "heldout": split["test"], "all": all_ids}
 
     def with_config(self, **changes: Any) -> ToolUseDomain:
         """The same domain with other settings (e.g. ``requests="all"`` for held-out evaluation)."""

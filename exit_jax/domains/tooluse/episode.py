@@ -37,7 +37,10 @@ class ToolUseConfig:
     §3.2).
 
     Attributes:
-      category: BFCL multi-turn category.
+      category: BFCL multi-turn category, or several joined by commas
+        (``"multi_turn_base,multi_turn_miss_func"``): their tasks are pooled.
+      split_file: a JSON file ``{"train": [ids], "test": [ids]}`` over those categories' tasks; "" uses the
+        committed 100 / 100 split of multi_turn_base and holds out every task of the other categories.
       requests: "first" serves only the first user request (training); "all" serves every request
       (tests).
       max_actions_per_request: assistant actions allowed per request (None: no limit).
@@ -49,6 +52,7 @@ class ToolUseConfig:
     """
 
     category: str = "multi_turn_base"
+    split_file: str = ""
     requests: str = "first"
     max_actions_per_request: int | None = 10
     max_actions_total: int | None = None
@@ -86,9 +90,15 @@ class ToolUseConfig:
             raise ValueError(f"tooluse config: unknown field(s) {unknown}; known: {sorted(known)}")
         return cls(**values)
 
+    @property
+    def categories(self) -> tuple[str, ...]:
+        return tuple(name.strip() for name in self.category.split(",") if name.strip())
+
     def validate(self) -> None:
-        if self.category not in MULTI_TURN_CATEGORIES:
-            raise ValueError(f"tooluse config: category must be one of {MULTI_TURN_CATEGORIES}, got {self.category!r}")
+        unknown = [name for name in self.categories if name not in MULTI_TURN_CATEGORIES]
+        if unknown or not self.categories:
+            raise ValueError(f"tooluse config: domain.category must be one or more (comma-separated) of "
+                             f"{MULTI_TURN_CATEGORIES}, got {self.category!r}")
         if self.requests not in REQUEST_MODES:
             raise ValueError(f"tooluse config: requests must be one of {REQUEST_MODES}, got {self.requests!r}")
         for name in ("max_actions_per_request", "max_actions_total"):

@@ -63,3 +63,29 @@ def test_cli_rejects_bad_input(tmp_path):
                 "--ground_truth",
             ]
         )
+
+
+def test_categories_and_split_file_as_fields(tmp_path):
+    from exit_jax.domains.tooluse.domain import ToolUseDomain
+
+    base, miss = load_tasks("multi_turn_base"), load_tasks("multi_turn_miss_func")
+    pooled = ToolUseDomain({"category": "multi_turn_base,multi_turn_miss_func"})
+    assert pooled.task_ids("train") == load_split()["train"]  # the committed split for base tasks
+    assert pooled.task_ids("test") == load_split()["test"] + list(miss)  # the other category held out
+    assert pooled.task_ids("all") == [*base, *miss]
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": ["multi_turn_base_3", "multi_turn_miss_func_1"],
+                                 "test": ["multi_turn_miss_func_2"]}))
+    own = ToolUseDomain({"category": "multi_turn_base,multi_turn_miss_func", "split_file": str(split)})
+    assert own.task_ids("train") == ["multi_turn_base_3", "multi_turn_miss_func_1"]
+    assert own.task_ids("heldout") == ["multi_turn_miss_func_2"]
+    with pytest.raises(ValueError, match=r"split_file .*train ids \['multi_turn_miss_func_1'\] are not tasks of"):
+        ToolUseDomain({"category": "multi_turn_base", "split_file": str(split)})
+    split.write_text(json.dumps({"train": ["multi_turn_base_3"], "test": ["multi_turn_base_3"]}))
+    with pytest.raises(ValueError, match=r"on both sides"):
+        ToolUseDomain({"split_file": str(split)})
+    split.write_text("[1, 2]")
+    with pytest.raises(ValueError, match=r'must hold \{"train"'):
+        ToolUseDomain({"split_file": str(split)})
+    with pytest.raises(ValueError, match=r"domain.category must be one or more"):
+        ToolUseDomain({"category": "multi_turn_base,single_turn"})
