@@ -35,8 +35,8 @@ def _mle_config(values: dict[str, Any]):
     from exit_jax.domains.mle.domain import MLEConfig
     from exit_jax.domains.mle.sandbox import SandboxLimits
 
-    known = {"solution_format", "workers", "extra_competitions", "feedback_chars", "limits", "allow_weak_sandbox",
-             "max_failed_batches"}
+    known = {"solution_format", "workers", "competition_dirs", "builtin_competitions", "heldout_competitions",
+             "extra_competitions", "feedback_chars", "limits", "allow_weak_sandbox", "max_failed_batches"}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"mle config: unknown field(s) {unknown}; known: {sorted(known)}")
@@ -45,6 +45,4 @@ def _mle_config(values: dict[str, Any]):
         values["limits"] = SandboxLimits(**limits)
     except TypeError as err:
         raise ValueError(f"mle config: domain.limits: {err}") from err
-    if "extra_competitions" in values:
-        values["extra_competitions"] = tuple(values["extra_competitions"])
-    return MLEConfig(**values)
+    return MLEConfig(**values)  # list fields (competition_dirs, ...) become tuples there, a string split at commas

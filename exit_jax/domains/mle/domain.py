@@ -14,10 +14,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
 from exit_jax.domains.mle import builtin, prompts, spec
-from exit_jax.domains.mle.competition import Competition, load_competition
+from exit_jax.domains.mle.competition import Competition, load_user_competitions
 from exit_jax.domains.mle.grading import Evaluator, SolutionResult, failure_signature
 from exit_jax.domains.mle.sandbox import Sandbox, SandboxError, SandboxLimits
 from exit_jax.types import Episode, Grade, Instance, Message, PolicyFn, improvement_reward, single_turn_rollout
@@ -41,7 +40,7 @@ rng = np.random.default_rng(0)
 x = rng.normal(size=(64, 3))
 sklearn.tree.DecisionTreeRegressor(max_depth=2).fit(x, x[:, 0]).predict(x)
 sklearn.decomposition.PCA(2).fit(x)
-pd.read_csv(os.path.join(public, "sample_submission.csv")).to_csv("submission.csv", index=False)
+pd.read_csv(os.path.join(public, {sample!r})).to_csv("submission.csv", index=False)
 print("validation_score: 0")
 """
 
@@ -54,6 +53,17 @@ def weak_isolation(isolation: dict) -> list[str]:
     return missing
 
 
+def names_tuple(value: object, field: str) -> tuple[str, ...]:
+    """A config list of paths or names as a tuple; a string (as a command line gives it) is split at commas."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{field} must be a list of strings (or one comma-separated string), got {value!r}")
+    return tuple(value)
+
+
 @dataclasses.dataclass(frozen=True)
 class MLEConfig:
     """Domain configuration.
@@ -62,7 +72,15 @@ class MLEConfig:
       solution_format: "python" (solution.py in a ```python fence) or "compact" (one-line spec).
       limits: sandbox limits per solution.
       workers: sandbox pool size (None: the number of cores).
-      extra_competitions: directories of prepared competitions (``competition.json`` layout) added to the set.
+      competition_dirs: the user's own competitions: directories each holding one competition (the
+        ``competition.json`` layout, or MLE-bench's ``<id>/prepared/{public,private}``) or several (a directory of
+        such directories, e.g. MLE-bench's data root). They are only read; derived metadata and a private copy of the
+        answers live in ``$EXIT_JAX_CACHE/mle/user/`` (``competition.load_user_competitions``).
+      builtin_competitions: include the 19 built-in competitions (False: only the user's).
+      heldout_competitions: names of user competitions that form the held-out split, all others being train; empty:
+        each competition's own split (its competition.json's "split", an MLE-bench preset's Table 3 split,
+        "heldout" for other MLE-bench competitions).
+      extra_competitions: the older name of ``competition_dirs`` (both are read).
       feedback_chars: how much of a run's output the next prompt shows.
       allow_weak_sandbox: run even when the sandbox falls short of full isolation (uid drop, network, PID and
         mount namespaces, memory and pids cgroups); without it such a run refuses to start.
@@ -73,12 +91,19 @@ class MLEConfig:
     solution_format: str = "python"
     limits: SandboxLimits = SandboxLimits()
     workers: int | None = None
+    competition_dirs: tuple[str, ...] = ()
+    builtin_competitions: bool = True
+    heldout_competitions: tuple[str, ...] = ()
     extra_competitions: tuple[str, ...] = ()
     feedback_chars: int = 2000
     allow_weak_sandbox: bool = False
     max_failed_batches: int = 3
 
     def __post_init__(self) -> None:
+        for name in ("competition_dirs", "heldout_competitions", "extra_competitions"):
+            object.__setattr__(self, name, names_tuple(getattr(self, name), f"domain.{name}"))
+        if not isinstance(self.builtin_competitions, bool):
+            raise ValueError(f"domain.builtin_competitions must be True or False, got {self.builtin_competitions!r}")
         if self.solution_format not in FORMATS:
             raise ValueError(f"MLEConfig.solution_format must be one of {FORMATS}, got {self.solution_format!r}")
         if self.max_failed_batches < 0:
@@ -143,7 +168,7 @@ class MLEDomain:
         self._sandbox = sandbox
         self._evaluator: Evaluator | None = None
         self._background: ThreadPoolExecutor | None = None
-        self._extra = {c.name: c for c in (load_competition(Path(p)) for p in self.config.extra_competitions)}
+        self._user = self._load_user_competitions()
         self._failed_batches: list[str] = []  # the common failure of each consecutive all-failed batch
 
     def check_environment(self) -> dict:
@@ -170,7 +195,7 @@ class MLEDomain:
                   file=sys.stderr)
         task_ids = self.task_ids("train") or self.task_ids("heldout")
         competition = self.competition(task_ids[0])
-        result = self.evaluator.evaluate(competition, REFERENCE_SOLUTION)
+        result = self.evaluator.evaluate(competition, REFERENCE_SOLUTION.format(sample=competition.sample_submission))
         if not result.valid:
             raise SandboxError(
                 f"the MLE sandbox cannot run a known-good solution on {competition.name} with {sys.executable} "
@@ -185,14 +210,58 @@ class MLEDomain:
             self._evaluator = Evaluator(self._sandbox)
         return self._evaluator
 
+    def _load_user_competitions(self) -> dict[str, Competition]:
+        """The user's competitions (``competition_dirs`` and its alias ``extra_competitions``) with their splits.
+
+        Raises:
+          ValueError / FileNotFoundError: a bad directory or file, a name taken twice or by a built-in, an unknown
+            name in ``heldout_competitions``, or (``builtin_competitions=False``) an empty split; each message names
+            the field and what to do.
+        """
+        config = self.config
+        directories = list(dict.fromkeys(config.competition_dirs + config.extra_competitions))
+        field = "domain.competition_dirs" if config.competition_dirs else "domain.extra_competitions"
+        user = {c.name: c for c in load_user_competitions(directories, field)}
+        if config.builtin_competitions:
+            taken = sorted(set(user) & set(builtin.builtin_names()))
+            if taken:
+                raise ValueError(f"{field}: {', '.join(taken)} is also a built-in competition's name; rename it "
+                                 "('name' in its competition.json) or set domain.builtin_competitions=False")
+        if config.heldout_competitions:
+            unknown = [n for n in config.heldout_competitions if n not in user]
+            if unknown:
+                builtins_named = [n for n in unknown if n in builtin.builtin_names()]
+                raise ValueError(
+                    f"domain.heldout_competitions: {', '.join(unknown)} is not a user competition"
+                    + (f" ({', '.join(builtins_named)}: a built-in, whose split is fixed)" if builtins_named else "")
+                    + f"; the user competitions ({field}) are: {', '.join(sorted(user)) or 'none'}")
+            held = set(config.heldout_competitions)
+            user = {n: dataclasses.replace(c, split="heldout" if n in held else "train") for n, c in user.items()}
+        if not config.builtin_competitions:
+            if not user:
+                raise ValueError("domain.builtin_competitions=False but no user competition is configured: list "
+                                 "directories in domain.competition_dirs")
+            for split in ("train", "heldout"):
+                if not any(c.split == split for c in user.values()):
+                    raise ValueError(
+                        f"domain.builtin_competitions=False and no user competition is in the {split!r} split "
+                        f"(splits: {', '.join(f'{n}={c.split}' for n, c in sorted(user.items()))}); name the "
+                        "held-out ones in domain.heldout_competitions (the others train), or keep the built-ins")
+        return user
+
     def competition(self, task_id: str) -> Competition:
-        if task_id in self._extra:
-            return self._extra[task_id]
+        if task_id in self._user:
+            return self._user[task_id]
+        if not self.config.builtin_competitions:
+            raise KeyError(f"unknown competition {task_id!r}; domain.builtin_competitions=False and the user "
+                           f"competitions are: {', '.join(sorted(self._user))}")
         return builtin.get_competition(task_id)
 
     def task_ids(self, split: str) -> list[str]:
-        extra = [c.name for c in self._extra.values() if c.split == split]
-        return builtin.builtin_names(split) + extra
+        if split not in ("train", "heldout"):
+            raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+        user = [c.name for c in self._user.values() if c.split == split]
+        return (builtin.builtin_names(split) if self.config.builtin_competitions else []) + user
 
     def base_instance(self, task_id: str) -> Instance:
         return Instance(task_id=task_id)
@@ -326,9 +395,9 @@ class MLEDomain:
         """The best known normalised test score of a competition, shown in reports so saturation is visible.
 
         Built-ins: the best of their reference specs (``builtin.reference_specs``) graded through the sandbox on
-        first use and cached beside the competition. Extra competitions have no reference: 1.0, the top of their
+        first use and cached beside the competition. The user's competitions have no reference: 1.0, the top of their
         range. Only for reports; never part of a prompt or a choice."""
-        if task_id in self._extra:
+        if task_id in self._user:
             return 1.0
         return builtin.reference_ceiling(self.competition(task_id), self.evaluator)
 

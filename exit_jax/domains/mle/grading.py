@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from exit_jax.domains.mle.competition import Competition, compute_metric
+from exit_jax.domains.mle.competition import Competition, score_aligned
 from exit_jax.domains.mle.sandbox import ExecutionResult, Sandbox, SandboxLimits
 
 _VALIDATION = re.compile(r"validation[_ ]score\s*[:=]\s*([-+0-9.eEinfa]+)", re.I)
@@ -41,7 +41,7 @@ def check_and_score(competition: Competition, submission_path: str) -> float:
         submission = pd.read_csv(submission_path)
     except Exception as err:  # noqa: BLE001 - any parse failure is a malformed submission
         raise SubmissionError(f"submission.csv is not a readable CSV: {err}") from err
-    expected = [competition.id_column, *competition.target_columns]
+    expected = [competition.id_column, *competition.target_columns, *competition.passthrough_columns]
     if sorted(map(str, submission.columns)) != sorted(expected):
         raise SubmissionError(f"submission columns {list(submission.columns)[:10]} != expected {expected}")
     if len(submission) != len(answers):
@@ -66,7 +66,7 @@ def check_and_score(competition: Competition, submission_path: str) -> float:
             raise SubmissionError("submission has missing, non-numeric or infinite predictions")
         if competition.metric == "logloss" and (values < 0).any():
             raise SubmissionError("log-loss submission has negative probabilities")
-    return compute_metric(competition.metric, truth, predictions)
+    return score_aligned(competition, truth, predictions)
 
 
 def parse_validation_score(output: str) -> float | None:

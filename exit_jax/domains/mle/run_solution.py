@@ -5,7 +5,8 @@
     python -m exit_jax.domains.mle.run_solution --list
 
 Prints one JSON object: valid, score, normalized_score, validation_score, feedback, error, runtime_s, isolation.
-``--competition`` takes a built-in name or a directory with the ``competition.json`` layout.
+``--competition`` takes a built-in name or a competition directory (the ``competition.json`` layout or an
+MLE-bench ``<id>/prepared`` directory).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 
 from exit_jax.domains.mle import builtin
-from exit_jax.domains.mle.competition import load_competition
+from exit_jax.domains.mle.competition import load_user_competition
 from exit_jax.domains.mle.domain import solution_code
 from exit_jax.domains.mle.grading import Evaluator
 from exit_jax.domains.mle.sandbox import Sandbox, SandboxLimits
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.competition or not args.solution:
         parser.error("--competition and --solution are required (or --list)")
     if Path(args.competition).is_dir():
-        competition = load_competition(Path(args.competition))
+        competition = load_user_competition(Path(args.competition))
     else:
         competition = builtin.get_competition(args.competition)
     text = Path(args.solution).read_text()

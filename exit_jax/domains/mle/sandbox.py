@@ -110,7 +110,11 @@ class _Worker:
         # /proc/self/environ, so the trainer's variables (tokens, keys) must never reach the zygote.
         package_root = str(Path(__file__).resolve().parents[3])
         python_path = os.environ.get("PYTHONPATH")
-        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
+        # PYTHONHASHSEED here, not only in the job's environment: a job runs inside the forked zygote's interpreter,
+        # whose string hashing (set and dict-of-set iteration orders in a solution, e.g. a feature list built from
+        # a set) is fixed when the zygote starts; a random seed made a solution's score differ in its last bits
+        # between two processes grading the same code.
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
                "PYTHONPATH": package_root + (os.pathsep + python_path if python_path else "")}
         # The lifeline: this process holds the write end (never written, not inherited by other children); when it
         # dies by any signal the zygote reads end of file, kills its job and leaves.

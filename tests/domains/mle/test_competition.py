@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -96,7 +94,6 @@ def test_mlebench_adapter_on_prepared_layout(tmp_path):
     assert competition.id_column == "request_id" and competition.target_columns == ("label",)
     assert competition.task == "binary" and competition.split == "heldout"
     assert "Toy AUC" in competition.description
-    assert json.loads((prepared / "competition.json").read_text())["metric"] == "auc"
     submission = truth.assign(label=truth["label"] * 0.8 + 0.1)
     submission.to_csv(tmp_path / "sub.csv", index=False)
     assert check_and_score(competition, str(tmp_path / "sub.csv")) == pytest.approx(1.0)
