@@ -59,7 +59,9 @@ def evaluate_hf_policy(config, policy_dir: Path, out: Path, step: int | None = N
 
     meta_path = policy_dir / POLICY_META
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    config = ml_collections.ConfigDict(config.to_dict())
+    from experiments.common import finalize
+
+    config = finalize(ml_collections.ConfigDict(config.to_dict()))  # derived fields follow the overrides
     config.model.source, config.model.hf_dir = "hf", str(policy_dir)
     iteration = int(step if step is not None else meta.get("iteration", 0))
     if meta and meta.get("seed") != config.seed:

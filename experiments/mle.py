@@ -29,6 +29,12 @@ Commands and expectations:
       DeepSeek-R1-Distill-Qwen-7B (or EXIT_JAX_R1_DISTILL_QWEN_7B=DIR) writing full solution.py files, Table 6
       hyperparameters, on a TPU pod; the paper reports 58.6 +- 2.5 (Full ExIt) vs 48.0 +- 0.7 (GRPO) normalised
       score after 16 greedy-search steps.
+  python launch/tpu_run.py --config=experiments/mle.py:r1-distill-qwen-7b --config.model.hf_dir=DIR \
+      --config.domain.competition_dirs=/data/mle-bench --config.domain.builtin_competitions=False
+      The paper's setting: MLE-bench's prepared competitions (the data root of `mlebench prepare`, or any directory
+      of `<id>/prepared/{public,private}` or competition.json layouts), without the built-ins. The paper's six get
+      Table 3's ranges and splits; --config.domain.heldout_competitions="('a','b')" names the held-out ones instead.
+      The data directory is only read: metadata and a private copy of the answers live in the cache.
 """
 
 import ml_collections
@@ -67,6 +73,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         # Untrusted code runs only under full isolation unless the user accepts less; three batches in a row that
         # all fail the same way are an environment failure (a policy's own bugs are not that uniform).
         allow_weak_sandbox=False, max_failed_batches=3,
+        # The user's own competitions (directories), whether the 19 built-ins join them, and which are held out.
+        competition_dirs=(), builtin_competitions=True, heldout_competitions=(),
         # A spec gets 10 s of CPU time; the wall clock (30 s) is only a safety net. With a 10 s wall-clock cap, a
         # borderline spec timed out under one machine load and passed under another, so two runs of one seed
         # diverged (docs/results/mle_analysis.md); CPU time does not depend on what else the machine runs.

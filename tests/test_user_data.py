@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -131,7 +133,8 @@ def _doc_commands(heading: str) -> list[str]:
     text = (rh.REPO / "docs" / "running.md").read_text()
     section = text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
     block = section.split("```bash\n", 1)[1].split("```", 1)[0].replace("\\\n", " ")
-    return [line.strip() for line in block.splitlines() if line.strip().startswith("python launch/tpu_run.py")]
+    return [line.strip() for line in block.splitlines()
+            if line.strip().startswith(("python launch/tpu_run.py", "python -m exit_jax.evaluate"))]
 
 
 def test_the_docs_own_model_and_data_commands_run(tmp_path, tmp_path_factory, llama_dir):
@@ -140,14 +143,25 @@ def test_the_docs_own_model_and_data_commands_run(tmp_path, tmp_path_factory, ll
     data = tmp_path / "data"
     math_files(data)
     (data / "chat.jinja").write_text((EMBEDDED_TOKENIZER / "chat_template.jinja").read_text())
+    from tests.domains.mle import mlebench_replicas as replicas
+
+    mlebench = replicas.build_all(tmp_path / "mle-bench-data")
     commands = _doc_commands("Your own model and data")
-    assert len(commands) >= 2
+    assert len(commands) >= 4
     for number, line in enumerate(commands):
-        args = shlex.split(line.replace("$CKPT", str(llama_dir)).replace("$DATA", str(data)))[2:]
-        extra = MATH if "experiments/math.py" in line else ()
-        result = rh.launch((*args, *SHRINK, *extra), tmp_path / f"run{number}", rh.cache_dir_for(tmp_path_factory))
+        line = line.replace("$CKPT", str(llama_dir)).replace("$DATA", str(data)).replace("$MLEBENCH", str(mlebench))
+        extra = (*SHRINK, *(MATH if "experiments/math.py" in line else ()),
+                 *(("--config.domain.workers=2",) if "experiments/mle.py" in line else ()))
+        out = tmp_path / f"run{number}"
+        if line.startswith("python -m exit_jax.evaluate"):
+            args = shlex.split(line)[3:]
+            result = subprocess.run([sys.executable, "-m", "exit_jax.evaluate", *args, *extra, f"--out={out}"],
+                                    cwd=rh.REPO, env=rh.run_env(rh.cache_dir_for(tmp_path_factory)),
+                                    capture_output=True, text=True, timeout=600, check=False)
+        else:
+            result = rh.launch((*shlex.split(line)[2:], *extra), out, rh.cache_dir_for(tmp_path_factory))
         assert result.returncode == 0, f"{line}\n{result.stderr[-3000:]}"
-        assert (tmp_path / f"run{number}" / "report.md").is_file()
+        assert (out / "report.md").is_file()
 
 
 def test_tooluse_preset_runs_on_a_users_categories_and_split(tmp_path, tmp_path_factory):
@@ -164,3 +178,21 @@ def test_tooluse_preset_runs_on_a_users_categories_and_split(tmp_path, tmp_path_
     assert (workdir / "report.md").is_file()
     final = json.loads(sorted((workdir / "eval").glob("step_*.json"))[-1].read_text())
     assert list(final["per_task"]) == ["multi_turn_miss_func_1", "multi_turn_base_2"]
+
+
+def test_mle_preset_runs_on_the_users_mlebench_competitions_only(tmp_path, tmp_path_factory):
+    from tests.domains.mle import mlebench_replicas as replicas
+
+    qwen = tiny_checkpoint(tmp_path / "qwen2", family="qwen2")
+    data = replicas.build_all(tmp_path / "mle-bench-data")
+    before = rh.tree_digest(data)
+    workdir = tmp_path / "run"
+    result = rh.launch(("--config=experiments/mle.py:r1-distill-qwen-7b", f"--config.model.hf_dir={qwen}",
+                        f"--config.domain.competition_dirs=('{data}',)", "--config.domain.builtin_competitions=False",
+                        "--config.domain.workers=2", *SHRINK), workdir, rh.cache_dir_for(tmp_path_factory))
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert (workdir / "report.md").is_file()
+    final = json.loads(sorted((workdir / "eval").glob("step_*.json"))[-1].read_text())
+    assert set(final["per_task"]) <= {"aerial-cactus-identification", "jigsaw-toxic-comment-classification-challenge",
+                                      "nomad2018-predict-transparent-conductors"}
+    assert rh.tree_digest(data) == before  # the user's data directory is byte-for-byte unchanged
