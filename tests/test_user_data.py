@@ -196,3 +196,37 @@ def test_mle_preset_runs_on_the_users_mlebench_competitions_only(tmp_path, tmp_p
     assert set(final["per_task"]) <= {"aerial-cactus-identification", "jigsaw-toxic-comment-classification-challenge",
                                       "nomad2018-predict-transparent-conductors"}
     assert rh.tree_digest(data) == before  # the user's data directory is byte-for-byte unchanged
+
+
+def test_embedded_presets_take_local_files_too(tmp_path, tmp_path_factory):
+    """The embedded policy's presets read the same fields: math from files, MLE with a user competition (the
+    competition.json layout) beside the built-ins."""
+    import numpy as np
+
+    from exit_jax.domains.mle.competition import write_competition
+
+    files = math_files(tmp_path / "data")
+    result = rh.launch(("--config=experiments/math.py:smoke", "--config.domain.source=files",
+                        f"--config.domain.train_files=('{files['verl']}','{files['trl']}')",
+                        f"--config.domain.heldout_files=('aime24={files['aime']}',)"), tmp_path / "math",
+                       rh.cache_dir_for(tmp_path_factory))
+    assert result.returncode == 0, result.stderr[-3000:]
+    final = json.loads(sorted((tmp_path / "math" / "eval").glob("step_*.json"))[-1].read_text())
+    assert all(task.startswith("aime24/") for task in final["per_task"])
+
+    rng = np.random.RandomState(0)
+    x = rng.randn(80, 2)
+    y = x[:, 0] - 2 * x[:, 1]
+    frame = pd.DataFrame({"id": np.arange(80), "a": x[:, 0], "b": x[:, 1], "target": y})
+    answers = frame.iloc[60:][["id", "target"]]
+    meta = {"metric": "rmse", "worst": float(answers["target"].std()), "best": 0.0, "id_column": "id",
+            "target_columns": ["target"], "task": "regression", "split": "heldout"}
+    own = write_competition(tmp_path / "comps", "own-rmse", "# Own\nPredict target.", frame.iloc[:60],
+                            frame.iloc[60:][["id", "a", "b"]], answers, answers.assign(target=0.0), meta)
+    before = rh.tree_digest(own.root)
+    result = rh.launch(("--config=experiments/mle.py:smoke", f"--config.domain.competition_dirs=('{own.root}',)",
+                        "--config.eval.max_tasks=0"), tmp_path / "mle", rh.cache_dir_for(tmp_path_factory))
+    assert result.returncode == 0, result.stderr[-3000:]
+    final = json.loads(sorted((tmp_path / "mle" / "eval").glob("step_*.json"))[-1].read_text())
+    assert "own-rmse" in final["per_task"]
+    assert rh.tree_digest(own.root) == before
