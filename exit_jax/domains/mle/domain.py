@@ -12,6 +12,7 @@ prompts.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -179,8 +180,6 @@ class MLEDomain:
           SandboxError: weaker isolation than full without ``allow_weak_sandbox``, or the reference solution
             failed (its error and trace in the message).
         """
-        import sys
-
         isolation = dict(self.evaluator.sandbox.isolation)
         missing = weak_isolation(isolation)
         if missing and not self.config.allow_weak_sandbox:
@@ -311,8 +310,6 @@ class MLEDomain:
 
     def _watch_common_failure(self, results: Sequence[SolutionResult]) -> None:
         """Report a batch whose solutions all failed the same way; stop after ``max_failed_batches`` in a row."""
-        import sys
-
         signatures = {failure_signature(result) for result in results}
         if len(results) < 2 or len(signatures) != 1 or None in signatures:
             self._failed_batches = []
